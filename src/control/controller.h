@@ -1,0 +1,44 @@
+#pragma once
+
+#include "control/published_state.h"
+#include "k8s/manifest_source.h"
+#include "translate/translator.h"
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+
+namespace kedge::control {
+
+/// The control loop: source events → reload → translate → publish. Changes arriving close
+/// together are coalesced (debounce) so a burst of writes costs one translation.
+/// Thread: run() on the control thread; notify() and stop() from any thread.
+/// Owner: server::Server.
+class Controller {
+ public:
+  using Publish = std::function<void(model::SnapshotConstPtr)>;
+
+  Controller(k8s::ManifestSource& source, translate::Options options, StateSlot& slot,
+             Publish publish);
+
+  /// Loads and publishes once; returns the number of issues found.
+  size_t load_now();
+  /// Waits for changes and publishes each, until stop().
+  void run();
+  void notify();
+  void stop();
+
+ private:
+  k8s::ManifestSource& source_;
+  translate::Options options_;
+  StateSlot& slot_;
+  Publish publish_;
+  uint64_t generation_ = 0;
+  uint64_t issues_total_ = 0;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool dirty_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace kedge::control

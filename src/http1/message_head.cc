@@ -1,0 +1,81 @@
+#include "http1/message_head.h"
+
+namespace kedge::http1 {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x += 32;
+    if (y >= 'A' && y <= 'Z') y += 32;
+    if (x != y) return false;
+  }
+  return true;
+}
+
+void MessageHead::clear() {
+  storage_.clear();
+  fields_.clear();
+  method_ = target_ = reason_ = {};
+  status = 0;
+  version_major = version_minor = 1;
+  in_value_ = false;
+}
+
+void MessageHead::append(Span& span, std::string_view s) {
+  if (span.length == 0) span.offset = static_cast<uint32_t>(storage_.size());
+  storage_.append(s);
+  span.length += static_cast<uint32_t>(s.size());
+}
+
+void MessageHead::append_name(std::string_view s) {
+  if (fields_.empty() || in_value_) {
+    fields_.emplace_back();
+    fields_.back().name.offset = static_cast<uint32_t>(storage_.size());
+    in_value_ = false;
+  }
+  append(fields_.back().name, s);
+}
+
+void MessageHead::append_value(std::string_view s) {
+  if (fields_.empty()) return;
+  if (!in_value_) fields_.back().value.offset = static_cast<uint32_t>(storage_.size());
+  in_value_ = true;
+  append(fields_.back().value, s);
+}
+
+std::string_view MessageHead::get(std::string_view name, bool* found) const {
+  for (const Field& f : fields_) {
+    if (iequals(view(f.name), name)) {
+      if (found) *found = true;
+      return view(f.value);
+    }
+  }
+  if (found) *found = false;
+  return {};
+}
+
+size_t MessageHead::count(std::string_view name) const {
+  size_t n = 0;
+  for (const Field& f : fields_) n += iequals(view(f.name), name);
+  return n;
+}
+
+bool MessageHead::has_token(std::string_view name, std::string_view token) const {
+  for (const Field& f : fields_) {
+    if (!iequals(view(f.name), name)) continue;
+    std::string_view v = view(f.value);
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      std::string_view item = v.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (iequals(item, token)) return true;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+}  // namespace kedge::http1

@@ -1,0 +1,152 @@
+#include "http1/parser.h"
+
+namespace kedge::http1 {
+
+Parser::Parser(Type type, size_t max_head_bytes) : max_head_bytes_(max_head_bytes) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = on_message_begin;
+  settings_.on_method = on_method;
+  settings_.on_url = on_url;
+  settings_.on_status = on_status;
+  settings_.on_header_field = on_header_field;
+  settings_.on_header_value = on_header_value;
+  settings_.on_headers_complete = on_headers_complete;
+  settings_.on_body = on_body;
+  settings_.on_message_complete = on_message_complete;
+  llhttp_init(&parser_, type == Type::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+  parser_.data = this;
+}
+
+int Parser::check_head_size(size_t n) {
+  if (head_.bytes() + n > max_head_bytes_) {
+    error_status_ = 431;
+    user_error_ = "request header fields too large";
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int Parser::on_message_begin(llhttp_t* p) {
+  Parser& s = self(p);
+  s.head_reported_ = false;
+  s.head_.clear();
+  s.body_bytes_ = 0;
+  s.content_length_ = 0;
+  return 0;
+}
+
+int Parser::on_method(llhttp_t* p, const char* at, size_t n) {
+  Parser& s = self(p);
+  if (int e = s.check_head_size(n)) return e;
+  s.head_.append_method({at, n});
+  return 0;
+}
+
+int Parser::on_url(llhttp_t* p, const char* at, size_t n) {
+  Parser& s = self(p);
+  if (s.head_.bytes() + n > s.max_head_bytes_) {
+    s.error_status_ = 414;
+    s.user_error_ = "request target too long";
+    return HPE_USER;
+  }
+  s.head_.append_target({at, n});
+  return 0;
+}
+
+int Parser::on_status(llhttp_t* p, const char* at, size_t n) {
+  Parser& s = self(p);
+  if (int e = s.check_head_size(n)) return e;
+  s.head_.append_reason({at, n});
+  return 0;
+}
+
+int Parser::on_header_field(llhttp_t* p, const char* at, size_t n) {
+  Parser& s = self(p);
+  if (int e = s.check_head_size(n)) return e;
+  s.head_.append_name({at, n});
+  return 0;
+}
+
+int Parser::on_header_value(llhttp_t* p, const char* at, size_t n) {
+  Parser& s = self(p);
+  if (int e = s.check_head_size(n)) return e;
+  s.head_.append_value({at, n});
+  return 0;
+}
+
+int Parser::on_headers_complete(llhttp_t* p) {
+  Parser& s = self(p);
+  s.head_.version_major = p->http_major;
+  s.head_.version_minor = p->http_minor;
+  s.head_.status = p->status_code;
+  s.content_length_ = p->content_length;
+  s.pending_ = Event::HeadersComplete;
+  // 1 tells llhttp that this response has no body (the answer to HEAD); llhttp cannot both skip
+  // the body and pause here, so execute() reports the head first and the end of message next.
+  if (p->type == HTTP_RESPONSE && s.no_body_) return 1;
+  return HPE_PAUSED;
+}
+
+int Parser::on_body(llhttp_t* p, const char* at, size_t n) {
+  Parser& s = self(p);
+  s.body_bytes_ += n;
+  s.body_spans_.push_back({at, n});
+  return 0;
+}
+
+int Parser::on_message_complete(llhttp_t* p) {
+  self(p).pending_ = Event::MessageComplete;
+  return HPE_PAUSED;
+}
+
+Parser::Step Parser::execute(const char* data, size_t size) {
+  body_spans_.clear();
+  if (deferred_complete_) {
+    deferred_complete_ = false;
+    return {Event::MessageComplete, 0};
+  }
+  pending_ = Event::NeedMore;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, size);
+  if (err == HPE_OK) return {Event::NeedMore, size};
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    size_t consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+    Event event = err == HPE_PAUSED_UPGRADE ? Event::MessageComplete : pending_;
+    if (event == Event::MessageComplete && !head_reported_) deferred_complete_ = true;
+    if (event == Event::HeadersComplete || deferred_complete_) {
+      head_reported_ = true;
+      return {Event::HeadersComplete, consumed};
+    }
+    return {event, consumed};
+  }
+  if (err != HPE_USER) {
+    error_status_ = err == HPE_INVALID_TRANSFER_ENCODING ? 501 : 400;
+    if (err == HPE_INVALID_TRANSFER_ENCODING && parser_.flags & F_CONTENT_LENGTH) error_status_ = 400;
+  }
+  return {Event::Error, 0};
+}
+
+void Parser::resume() {
+  if (deferred_complete_) return;
+  if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE)
+    llhttp_resume_after_upgrade(&parser_);
+  else
+    llhttp_resume(&parser_);
+}
+
+Parser::Step Parser::finish() {
+  body_spans_.clear();
+  pending_ = Event::NeedMore;
+  llhttp_errno_t err = llhttp_finish(&parser_);
+  if (err == HPE_OK && pending_ == Event::MessageComplete) return {Event::MessageComplete, 0};
+  if (err == HPE_PAUSED) return {pending_, 0};
+  if (err == HPE_OK) return {Event::NeedMore, 0};
+  return {Event::Error, 0};
+}
+
+const char* Parser::error_reason() const {
+  if (user_error_) return user_error_;
+  const char* r = llhttp_get_error_reason(&parser_);
+  return r ? r : "malformed message";
+}
+
+}  // namespace kedge::http1

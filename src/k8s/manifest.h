@@ -1,0 +1,42 @@
+#pragma once
+
+#include "k8s/decode.h"
+#include "k8s/issue.h"
+#include "k8s/objects.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kedge::k8s {
+
+/// Identity of an object: kind, namespace (empty for cluster-scoped kinds) and name.
+struct ObjectKey {
+  Kind kind;
+  std::string namespace_;
+  std::string name;
+  auto operator<=>(const ObjectKey&) const = default;
+  std::string to_string() const;
+};
+
+ObjectKey key_of(const StoredObject& stored);
+
+/// What one manifest file yielded.
+struct ManifestFile {
+  std::vector<StoredObject> objects;  // valid objects of kinds kedge handles
+  std::vector<ObjectKey> rejected;    // identities of invalid objects (their last good version stays)
+  bool unreadable = false;            // the file as a whole failed (I/O or syntax): keep all it had
+  Issues issues;
+};
+
+/// Parses a manifest: YAML (multi-document) or JSON, `kind: List` expanded, every object decoded
+/// and validated. Never throws. Thread: any.
+ManifestFile parse_manifest(const std::string& text, const std::string& file_name);
+
+/// Reads and parses a file from disk.
+ManifestFile load_manifest(const std::filesystem::path& path);
+
+/// Every .yaml, .yml and .json file below `dir`, sorted, hidden files and directories skipped.
+std::vector<std::filesystem::path> list_manifests(const std::filesystem::path& dir);
+
+}  // namespace kedge::k8s

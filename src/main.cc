@@ -1,0 +1,108 @@
+#include "common/log.h"
+#include "echo/echo_server.h"
+#include "server/options.h"
+
+#include <CLI/CLI.hpp>
+
+namespace {
+
+void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
+  auto ms = [&](const char* name, kedge::proxy::Millis& into, const char* help) {
+    cmd.add_option_function<int64_t>(
+           name, [&into](int64_t v) { into = kedge::proxy::Millis(v); }, help)
+        ->default_str(std::to_string(into.count()))
+        ->check(CLI::NonNegativeNumber);
+  };
+  cmd.add_option("--max-header-bytes", l.max_head_bytes,
+                 "Largest request head (start line and fields); larger gets 431")
+      ->capture_default_str();
+  cmd.add_option("--max-body-bytes", l.max_body_bytes,
+                 "Largest request body; larger gets 413. 0: no limit. Per Ingress: "
+                 "nginx.ingress.kubernetes.io/proxy-body-size")
+      ->capture_default_str();
+  ms("--client-header-timeout", l.client_header_timeout,
+     "ms to receive a whole request head once it started (408 after)");
+  ms("--client-body-timeout", l.client_body_timeout,
+     "ms between two reads of a request body, or two writes to the client");
+  ms("--keepalive-timeout", l.keepalive_timeout, "ms an idle client connection is kept open");
+  ms("--upstream-connect-timeout", l.upstream_connect_timeout,
+     "ms to connect to an endpoint (504 after)");
+  ms("--upstream-read-timeout", l.upstream_read_timeout,
+     "ms between two reads from an endpoint; also the idle limit of WebSocket tunnels (504)");
+  ms("--upstream-send-timeout", l.upstream_send_timeout, "ms between two writes to an endpoint");
+  ms("--upstream-keepalive-timeout", l.upstream_idle_timeout,
+     "ms an idle upstream connection is kept for reuse");
+  cmd.add_option("--upstream-keepalive-connections", l.upstream_idle_per_endpoint,
+                 "Idle upstream connections kept per endpoint and worker")
+      ->capture_default_str();
+  cmd.add_option("--max-connections", l.max_connections,
+                 "Open client connections per worker; more are closed at accept")
+      ->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "kedge: Kubernetes Ingress, Services, NodePorts and LoadBalancers in one binary.\n"
+      "Reads Service, EndpointSlice, Endpoints, Ingress, IngressClass and Secret objects\n"
+      "from manifest files and serves them."};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+
+  kedge::server::ServeOptions serve;
+  auto* serve_cmd = app.add_subcommand("serve", "Serve Ingress routes from Kubernetes manifests");
+  serve_cmd->add_option("--manifests", serve.manifests,
+                        "Folder (or file) of .yaml/.yml/.json manifests, watched for changes; "
+                        "repeatable")
+      ->required()
+      ->check(CLI::ExistingPath);
+  serve_cmd->add_option("--http-listen", serve.http_listen, "HTTP listener, ADDR:PORT")
+      ->capture_default_str();
+  serve_cmd->add_option("--admin-listen", serve.admin_listen,
+                        "Admin listener (health, metrics, read-only API), ADDR:PORT")
+      ->capture_default_str();
+  serve_cmd->add_option("--workers", serve.workers, "Worker threads; 0 = one per core")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
+  serve_cmd->add_option("--ingress-class", serve.translate.ingress_class,
+                        "IngressClass name kedge answers to (controller kedge.dev/ingress-controller)")
+      ->capture_default_str();
+  serve_cmd->add_option("--watch-ingress-without-class", serve.translate.watch_ingress_without_class,
+                        "Serve Ingresses that name no class")
+      ->capture_default_str();
+  serve_cmd->add_option("--publish-status-address", serve.publish_status_address,
+                        "Address written to Ingress status.loadBalancer (default: the HTTP "
+                        "listen address, 127.0.0.1 for a wildcard)");
+  serve_cmd->add_option("--shutdown-grace-ms", serve.shutdown_grace_ms,
+                        "On SIGTERM, how long requests in flight may finish")
+      ->capture_default_str();
+  add_limit_flags(*serve_cmd, serve.limits);
+
+  std::vector<std::string> check_manifests;
+  kedge::translate::Options check_options;
+  auto* check_cmd = app.add_subcommand(
+      "check", "Validate manifests as kedge serve would, print every problem, exit 1 if any");
+  check_cmd->add_option("--manifests", check_manifests, "Folder or file; repeatable")
+      ->required()
+      ->check(CLI::ExistingPath);
+  check_cmd->add_option("--ingress-class", check_options.ingress_class, "IngressClass name")
+      ->capture_default_str();
+
+  kedge::echo::EchoOptions echo;
+  auto* echo_cmd = app.add_subcommand("echo", "Run a small HTTP/WebSocket echo backend");
+  echo_cmd->add_option("--listen", echo.listen, "ADDR:PORT")->capture_default_str();
+  echo_cmd->add_option("--name", echo.name, "Service name to report")->capture_default_str();
+  echo_cmd->add_option("--pod", echo.pod, "Pod name to report");
+  echo_cmd->add_option("--namespace", echo.namespace_, "Namespace to report")
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  kedge::init_logging(log_level);
+  if (*serve_cmd) return kedge::server::run_serve(serve);
+  if (*check_cmd) return kedge::server::run_check(check_manifests, check_options);
+  if (*echo_cmd) return kedge::echo::run_echo(echo);
+  return 2;
+}

@@ -1,0 +1,131 @@
+#include "model/snapshot.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace kedge::model {
+
+std::optional<SocketAddress> SocketAddress::parse(std::string_view ip, uint16_t port) {
+  SocketAddress a;
+  a.port = port;
+  std::string text(ip);
+  if (inet_pton(AF_INET, text.c_str(), a.ip.data()) == 1) return a;
+  if (inet_pton(AF_INET6, text.c_str(), a.ip.data()) == 1) {
+    a.v6 = true;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string SocketAddress::to_string() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(v6 ? AF_INET6 : AF_INET, ip.data(), buf, sizeof buf);
+  char out[INET6_ADDRSTRLEN + 10];
+  std::snprintf(out, sizeof out, v6 ? "[%s]:%u" : "%s:%u", buf, port);
+  return out;
+}
+
+bool Route::matches(std::string_view p) const {
+  if (match == MatchType::Exact) return p == path;
+  if (path == "/") return true;
+  // Prefix matches element by element: "/foo" matches "/foo", "/foo/" and "/foo/bar".
+  return p.starts_with(path) && (p.size() == path.size() || p[path.size()] == '/');
+}
+
+const Route* VirtualHost::match(std::string_view path) const {
+  for (const Route& r : routes)
+    if (r.matches(path)) return &r;
+  return nullptr;
+}
+
+bool normalize_host(std::string_view host, std::string& out) {
+  out.clear();
+  if (host.size() > 255) return false;
+  if (!host.empty() && host.front() == '[') {  // IPv6 literal
+    auto close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    host = host.substr(0, close + 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);  // "example.com." is the same
+  for (char c : host) {
+    if (c == ' ' || c == '\t' || c == '/' || c == '\\' || c == '@') return false;
+    out += static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  }
+  return true;
+}
+
+const VirtualHost* Snapshot::find_host(std::string_view host) const {
+  if (auto it = exact_hosts.find(host); it != exact_hosts.end()) return &it->second;
+  if (auto dot = host.find('.'); dot != std::string_view::npos && dot > 0) {
+    if (auto it = wildcard_hosts.find(host.substr(dot)); it != wildcard_hosts.end())
+      return &it->second;
+  }
+  return &any_host;
+}
+
+const Route* Snapshot::route(std::string_view host, std::string_view path) const {
+  if (const VirtualHost* vh = find_host(host))
+    if (const Route* r = vh->match(path)) return r;
+  return default_backend ? &*default_backend : nullptr;
+}
+
+namespace {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+bool unreserved(unsigned char c) {
+  return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+}  // namespace
+
+bool normalize_path(std::string_view target, std::string& out) {
+  out.clear();
+  if (auto q = target.find_first_of("?#"); q != std::string_view::npos) target = target.substr(0, q);
+  if (target.empty() || target.front() != '/') return false;
+  // Decode unreserved escapes first, so "/%61dmin" routes like "/admin".
+  std::string decoded;
+  decoded.reserve(target.size());
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] == '%' && i + 2 < target.size()) {
+      int hi = hex_value(target[i + 1]), lo = hex_value(target[i + 2]);
+      if (hi >= 0 && lo >= 0 && unreserved(static_cast<unsigned char>(hi * 16 + lo))) {
+        decoded += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    decoded += target[i];
+  }
+  // Merge slashes and remove dot segments (RFC 3986 §5.2.4), segment by segment.
+  std::vector<std::string_view> segments;
+  std::string_view rest(decoded);
+  bool trailing = false;
+  while (!rest.empty()) {
+    rest.remove_prefix(1);  // the '/'
+    auto slash = rest.find('/');
+    std::string_view seg = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    trailing = rest.empty() && (seg.empty() || seg == "." || seg == "..");
+    if (seg.empty() || seg == ".") continue;
+    if (seg == "..") {
+      if (!segments.empty()) segments.pop_back();
+      continue;
+    }
+    segments.push_back(seg);
+  }
+  for (auto seg : segments) {
+    out += '/';
+    out += seg;
+  }
+  if (out.empty() || trailing) out += '/';
+  return true;
+}
+
+}  // namespace kedge::model

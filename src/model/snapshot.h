@@ -1,0 +1,106 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace kedge::model {
+
+/// An IPv4 or IPv6 address and port, already parsed, so workers never parse text.
+struct SocketAddress {
+  bool v6 = false;
+  std::array<uint8_t, 16> ip{};
+  uint16_t port = 0;
+  static std::optional<SocketAddress> parse(std::string_view ip, uint16_t port);
+  std::string to_string() const;  // "10.0.0.1:80" or "[::1]:80"
+  auto operator<=>(const SocketAddress&) const = default;
+};
+
+struct Endpoint {
+  SocketAddress address;
+  std::string pod;
+  std::string node;
+};
+
+enum class LbPolicy { RoundRobin, LeastRequest };
+
+/// A set of interchangeable endpoints: one Service port as seen from an Ingress backend.
+struct Cluster {
+  std::string name;  // "namespace/service:port"
+  std::vector<Endpoint> endpoints;
+  LbPolicy lb = LbPolicy::RoundRobin;
+  std::string problem;  // why it has no endpoints, when it has none (for the 503 detail)
+};
+using ClusterConstPtr = std::shared_ptr<const Cluster>;
+
+enum class MatchType { Exact, Prefix };
+
+/// Per-route overrides from Ingress annotations; negative means "use the global flag".
+struct RouteOptions {
+  int64_t max_body_bytes = -1;
+  int64_t connect_timeout_ms = -1;
+  int64_t read_timeout_ms = -1;
+  int64_t send_timeout_ms = -1;
+};
+
+struct Route {
+  MatchType match = MatchType::Prefix;
+  std::string path;  // normalised: Prefix paths carry no trailing slash (except "/")
+  ClusterConstPtr cluster;
+  std::string ingress;    // "namespace/name" of the Ingress the route came from
+  std::string stats_key;  // metric labels, precomputed
+  RouteOptions options;
+
+  bool matches(std::string_view request_path) const;
+};
+
+/// All routes of one host (or of all hosts without a rule), longest path first.
+struct VirtualHost {
+  std::string name;  // "example.com", "*.example.com" or "" (any host)
+  std::vector<Route> routes;
+  const Route* match(std::string_view path) const;
+};
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using HostMap = std::unordered_map<std::string, VirtualHost, StringHash, std::equal_to<>>;
+
+/// Everything the data plane needs to route, immutable once published. Workers hold a
+/// shared_ptr to the current one; a request keeps the snapshot it started with.
+/// Thread: any (read-only). Owner: shared by the control thread and every worker.
+struct Snapshot {
+  uint64_t generation = 0;
+  HostMap exact_hosts;     // lower-case host → vhost
+  HostMap wildcard_hosts;  // ".example.com" (the suffix after '*') → vhost
+  VirtualHost any_host;    // rules without a host
+  std::optional<Route> default_backend;
+  std::vector<ClusterConstPtr> clusters;
+  std::vector<std::string> served_ingresses;  // "namespace/name", sorted
+
+  /// Picks the virtual host for a Host header value (any case, port allowed): exact name first,
+  /// then a wildcard covering exactly one more label, then the rules without a host.
+  const VirtualHost* find_host(std::string_view host) const;
+
+  /// The route for a request, or the default backend, or nullptr (404).
+  /// `path` is the normalised request path without the query.
+  const Route* route(std::string_view host, std::string_view path) const;
+};
+using SnapshotConstPtr = std::shared_ptr<const Snapshot>;
+
+/// Lower-cases a Host header value and strips its port; writes into `out` (at most 255 bytes).
+/// Returns false for a host that cannot be valid.
+bool normalize_host(std::string_view host, std::string& out);
+
+/// The request path as routing sees it: query removed, %XX of unreserved characters decoded,
+/// repeated slashes merged and dot segments removed (as nginx does before matching locations).
+/// Returns false when the path is not an absolute path.
+bool normalize_path(std::string_view target, std::string& out);
+
+}  // namespace kedge::model

@@ -1,0 +1,564 @@
+#include "proxy/http_session.h"
+
+#include "proxy/local_reply.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+namespace kedge::proxy {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kBufferSize = 16 * 1024;
+using Clock = std::chrono::steady_clock;
+
+/// Request and response fields that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
+/// the X-Forwarded-* family that kedge sets itself (untrusted from clients, as ingress-nginx's
+/// default use-forwarded-headers=false).
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive",      "proxy-connection", "te",           "trailer",
+      "upgrade",    "transfer-encoding", "expect",         "http2-settings"};
+  for (auto n : kNames)
+    if (http1::iequals(name, n)) return true;
+  return false;
+}
+
+bool is_forwarding_header(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"x-forwarded-for",  "x-forwarded-proto",
+                                                "x-forwarded-host", "x-forwarded-port",
+                                                "x-real-ip",        "x-request-id",
+                                                "x-scheme"};
+  for (auto n : kNames)
+    if (http1::iequals(name, n)) return true;
+  return false;
+}
+
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+tcp::endpoint to_asio(const model::SocketAddress& a) {
+  if (a.v6) {
+    asio::ip::address_v6::bytes_type b;
+    std::copy(a.ip.begin(), a.ip.end(), b.begin());
+    return {asio::ip::address_v6(b), a.port};
+  }
+  asio::ip::address_v4::bytes_type b;
+  std::copy(a.ip.begin(), a.ip.begin() + 4, b.begin());
+  return {asio::ip::address_v4(b), a.port};
+}
+
+/// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
+void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
+                            bool drop_length = false) {
+  for (size_t i = 0; i < head.size(); ++i) {
+    std::string_view name = head.name(i);
+    if (is_hop_by_hop(name) || (drop_forwarding && is_forwarding_header(name))) continue;
+    if (drop_length && http1::iequals(name, "content-length")) continue;
+    if (head.has_token("connection", name)) continue;
+    out.append(name);
+    out.append(": ");
+    out.append(head.value(i));
+    out.append("\r\n");
+  }
+}
+
+}  // namespace
+
+HttpSession::HttpSession(WorkerContext& ctx, tcp::socket socket, const ListenerInfo& listener)
+    : ctx_(ctx),
+      down_(std::move(socket)),
+      listener_(listener),
+      timer_(down_.get_executor()),
+      in_(kBufferSize),
+      request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes) {
+  boost::system::error_code ec;
+  auto remote = down_.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = remote.address();
+    client_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
+                     ? asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string()
+                     : addr.to_string();
+  }
+  down_.set_option(tcp::no_delay(true), ec);
+}
+
+asio::awaitable<void> HttpSession::run() { co_await (serve() || watchdog()); }
+
+void HttpSession::arm(Phase phase, Millis timeout) {
+  phase_ = phase;
+  fired_ = false;
+  deadline_ = Clock::now() + timeout;
+  if (deadline_ < armed_) timer_.cancel();  // wake the watchdog to re-arm earlier
+}
+
+asio::awaitable<void> HttpSession::watchdog() {
+  armed_ = Clock::time_point::max();
+  while (!done_) {
+    armed_ = deadline_;
+    timer_.expires_at(armed_);
+    co_await timer_.async_wait(kUseTuple);
+    if (done_) co_return;
+    if (Clock::now() < deadline_) continue;
+    fired_ = true;
+    fired_phase_ = phase_;
+    boost::system::error_code ignored;
+    down_.cancel(ignored);
+    if (up_) up_->socket.cancel(ignored);
+    deadline_ = Clock::now() + std::chrono::hours(24);
+  }
+}
+
+asio::awaitable<void> HttpSession::serve() {
+  ++ctx_.stats.active_connections;
+  ++ctx_.stats.accepted_connections;
+  arm(Phase::Idle, ctx_.limits.keepalive_timeout);
+  while (!ctx_.draining) {
+    Outcome outcome = co_await one_request();
+    if (outcome == Outcome::Close) break;
+  }
+  --ctx_.stats.active_connections;
+  boost::system::error_code ec;
+  down_.shutdown(tcp::socket::shutdown_send, ec);
+  down_.close(ec);
+  done_ = true;
+  timer_.cancel();
+}
+
+asio::awaitable<bool> HttpSession::write_down(const char* data, size_t size) {
+  arm(Phase::ClientSend, ctx_.limits.client_body_timeout);
+  auto [ec, n] = co_await asio::async_write(down_, asio::buffer(data, size), kUseTuple);
+  co_return !ec;
+}
+
+asio::awaitable<HttpSession::Outcome> HttpSession::reply(int status, bool close) {
+  std::string bytes = local_reply(status, close, request_id_, head_request_);
+  co_await write_down(bytes.data(), bytes.size());
+  co_return close ? Outcome::Close : Outcome::KeepAlive;
+}
+
+asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
+  request_id_.clear();
+  head_request_ = false;
+  // Read the head. The idle timer runs until the first byte, then the header timer.
+  bool started = !in_.empty();
+  arm(started ? Phase::ClientHeader : Phase::Idle,
+      started ? ctx_.limits.client_header_timeout : ctx_.limits.keepalive_timeout);
+  while (true) {
+    if (!in_.empty()) {
+      auto step = request_.execute(in_.data(), in_.size());
+      if (step.event == http1::Parser::Event::Error) {
+        spdlog::debug("{}: bad request: {}", client_ip_, request_.error_reason());
+        ctx_.stats.unrouted[request_.error_status()]++;
+        co_return co_await reply(request_.error_status(), true);
+      }
+      in_.consume(step.consumed);
+      if (step.event == http1::Parser::Event::HeadersComplete) break;
+      if (step.event == http1::Parser::Event::MessageComplete) {  // end of the previous request
+        request_.resume();
+        continue;
+      }
+    }
+    if (!started) {
+      started = true;
+      arm(Phase::ClientHeader, ctx_.limits.client_header_timeout);
+    }
+    auto [ec, n] =
+        co_await down_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), kUseTuple);
+    if (ec) {
+      if (timed_out(Phase::ClientHeader)) co_return co_await reply(408, true);
+      co_return Outcome::Close;
+    }
+    in_.commit(n);
+    if (!in_.writable()) co_return co_await reply(431, true);
+  }
+  request_.resume();
+
+  const http1::MessageHead& head = request_.head();
+  head_request_ = head.method() == "HEAD";
+  if (auto rid = head.get("x-request-id"); !rid.empty() && rid.size() <= 128) {
+    request_id_ = rid;
+  } else {
+    request_id_ = fmt::format("{:016x}{:016x}", ctx_.rng(), ctx_.rng());
+  }
+
+  // Framing rules that keep request smuggling out (RFC 9112 §6.3).
+  bool has_te = head.count("transfer-encoding") > 0;
+  if ((has_te && head.count("content-length") > 0) || head.count("content-length") > 1 ||
+      head.version_major != 1) {
+    ctx_.stats.unrouted[400]++;
+    co_return co_await reply(400, true);
+  }
+  if (head.method() == "CONNECT") {
+    ctx_.stats.unrouted[405]++;
+    co_return co_await reply(405, true);
+  }
+
+  // Host: exactly one for HTTP/1.1; an absolute-form target's authority overrides it.
+  std::string_view target = head.target();
+  std::string_view authority;
+  bool found_host = false;
+  std::string_view host_field = head.get("host", &found_host);
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    auto rest = target.substr(target.find("//") + 2);
+    auto slash = rest.find('/');
+    authority = rest.substr(0, slash);
+    target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  } else {
+    authority = host_field;
+  }
+  bool bad_host = (head.version_minor >= 1 && (!found_host || head.count("host") > 1));
+  if (bad_host || !model::normalize_host(authority, host_) ||
+      !(model::normalize_path(target, path_) || (target == "*" && head.method() == "OPTIONS"))) {
+    ctx_.stats.unrouted[400]++;
+    co_return co_await reply(400, true);
+  }
+
+  model::SnapshotConstPtr snapshot = ctx_.snapshot;  // this request keeps its snapshot
+  const model::Route* route = snapshot ? snapshot->route(host_, path_) : nullptr;
+  bool has_body = request_.chunked() || request_.content_length().value_or(0) > 0;
+  if (!route) {
+    ctx_.stats.unrouted[404]++;
+    co_return co_await reply(404, has_body || !request_.keep_alive());
+  }
+  Outcome outcome = co_await proxy(*route);
+  co_return outcome;
+}
+
+void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunked) {
+  const http1::MessageHead& head = request_.head();
+  std::string_view target = head.target();
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    auto rest = target.substr(target.find("//") + 2);
+    auto slash = rest.find('/');
+    target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  }
+  out.clear();
+  out.append(head.method());
+  out.push_back(' ');
+  out.append(target);
+  out.append(" HTTP/1.1\r\n");
+  bool found_host = false;
+  std::string_view host = head.get("host", &found_host);
+  if (!found_host) out.append("Host: ").append(host_).append("\r\n");
+  copy_end_to_end_fields(head, out, true);
+  if (upgrade) {
+    out.append("Connection: upgrade\r\nUpgrade: ").append(head.get("upgrade")).append("\r\n");
+  }
+  if (chunked) out.append("Transfer-Encoding: chunked\r\n");
+  std::string_view original_host = found_host ? host : std::string_view(host_);
+  fmt::format_to(std::back_inserter(out),
+                 "X-Request-ID: {}\r\nX-Real-IP: {}\r\nX-Forwarded-For: {}\r\n"
+                 "X-Forwarded-Host: {}\r\nX-Forwarded-Port: {}\r\nX-Forwarded-Proto: {}\r\n"
+                 "X-Scheme: {}\r\n\r\n",
+                 request_id_, client_ip_, client_ip_, original_host, listener_.port,
+                 listener_.scheme, listener_.scheme);
+}
+
+asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& route) {
+  const model::Cluster& cluster = *route.cluster;
+  const http1::MessageHead& head = request_.head();
+  auto& stats = ctx_.stats.requests[route.stats_key];
+  const bool chunked = request_.chunked();
+  const uint64_t content_length = request_.content_length().value_or(0);
+  const bool has_body = chunked || content_length > 0;
+  const bool upgrade = request_.upgrade() && head.method() == "GET" && !has_body;
+  const Limits& limits = ctx_.limits;
+  const int64_t max_body =
+      route.options.max_body_bytes >= 0 ? route.options.max_body_bytes : limits.max_body_bytes;
+  auto local = [&](int status, bool close) -> asio::awaitable<Outcome> {
+    stats.by_status[status]++;
+    co_return co_await reply(status, close || !request_.keep_alive());
+  };
+
+  if (cluster.endpoints.empty()) co_return co_await local(503, has_body);
+  if (max_body > 0 && content_length > static_cast<uint64_t>(max_body))
+    co_return co_await local(413, true);
+
+  Millis connect_timeout = route.options.connect_timeout_ms >= 0
+                               ? Millis(route.options.connect_timeout_ms)
+                               : limits.upstream_connect_timeout;
+  Millis read_timeout = route.options.read_timeout_ms >= 0 ? Millis(route.options.read_timeout_ms)
+                                                           : limits.upstream_read_timeout;
+  Millis send_timeout = route.options.send_timeout_ms >= 0 ? Millis(route.options.send_timeout_ms)
+                                                           : limits.upstream_send_timeout;
+
+  build_upstream_head(up_head_, upgrade, chunked);
+  std::vector<const model::Endpoint*> tried;
+  bool body_sent = false;      // some of the body went upstream: no retry
+  bool request_complete = !has_body;
+  int failure_status = 502;
+  const auto started = Clock::now();
+
+  for (int attempt = 0; attempt < limits.max_attempts; ++attempt) {
+    const model::Endpoint* ep = ctx_.upstreams.pick(cluster, tried);
+    if (!ep) break;
+    tried.push_back(ep);
+    upstream::ConnectionPtr conn = ctx_.upstreams.take_idle(ep->address);
+    const bool reused = conn != nullptr;
+    if (!conn) {
+      conn = std::make_unique<upstream::Connection>(down_.get_executor());
+      conn->endpoint = ep->address;
+      up_ = conn.get();
+      arm(Phase::Connect, connect_timeout);
+      auto [ec] = co_await conn->socket.async_connect(to_asio(ep->address), kUseTuple);
+      up_ = nullptr;
+      if (ec) {
+        bool timeout = timed_out(Phase::Connect);
+        ctx_.stats.upstream_connect_failures++;
+        ctx_.upstreams.on_connect_failure(ep->address);
+        spdlog::debug("connect to {} for {} failed: {}", ep->address.to_string(), cluster.name,
+                      timeout ? "timeout" : ec.message());
+        failure_status = timeout ? 504 : 502;
+        continue;  // nothing was sent: any method may go to another endpoint
+      }
+      ctx_.upstreams.on_connect_success(ep->address);
+      boost::system::error_code ignored;
+      conn->socket.set_option(tcp::no_delay(true), ignored);
+    }
+    up_ = conn.get();
+    ctx_.upstreams.on_request_start(ep->address);
+    struct EndGuard {
+      upstream::Upstreams& u;
+      model::SocketAddress a;
+      ~EndGuard() { u.on_request_end(a); }
+    } end_guard{ctx_.upstreams, ep->address};
+
+    // Send the head.
+    arm(Phase::UpstreamSend, send_timeout);
+    auto [wec, wn] = co_await asio::async_write(conn->socket, asio::buffer(up_head_), kUseTuple);
+    if (wec) {
+      up_ = nullptr;
+      failure_status = timed_out(Phase::UpstreamSend) ? 504 : 502;
+      if (reused) tried.pop_back();  // a stale pooled connection says nothing about the endpoint
+      continue;
+    }
+
+    // Stream the body, with its framing, as it arrives.
+    if (has_body) {
+      body_sent = true;
+      if (head.has_token("expect", "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (!co_await write_down(kContinue.data(), kContinue.size())) co_return Outcome::Close;
+      }
+      bool body_done = false;
+      while (!body_done) {
+        if (!in_.empty()) {
+          auto step = request_.execute(in_.data(), in_.size());
+          if (step.event == http1::Parser::Event::Error) {
+            up_ = nullptr;
+            co_return co_await local(request_.error_status(), true);
+          }
+          if (max_body > 0 && request_.body_bytes() > static_cast<uint64_t>(max_body)) {
+            up_ = nullptr;
+            co_return co_await local(413, true);
+          }
+          arm(Phase::UpstreamSend, send_timeout);
+          auto [bec, bn] = co_await asio::async_write(
+              conn->socket, asio::buffer(in_.data(), step.consumed), kUseTuple);
+          in_.consume(step.consumed);
+          if (bec) break;  // the upstream may still have answered (e.g. 413): read it below
+          if (step.event == http1::Parser::Event::MessageComplete) {
+            request_.resume();
+            body_done = true;
+            continue;
+          }
+        }
+        arm(Phase::ClientBody, limits.client_body_timeout);
+        auto [rec, rn] =
+            co_await down_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), kUseTuple);
+        if (rec) {
+          up_ = nullptr;
+          if (timed_out(Phase::ClientBody)) co_return co_await local(408, true);
+          co_return Outcome::Close;
+        }
+        in_.commit(rn);
+      }
+      request_complete = body_done;  // if not, the upstream's answer is the last on this connection
+    }
+
+    // Read the response head.
+    ByteBuffer& up_in = conn->in;
+    http1::Parser response(http1::Parser::Type::Response, limits.max_head_bytes);
+    response.set_no_body(head_request_);
+    arm(Phase::UpstreamRead, read_timeout);
+    bool got_head = false;
+    bool got_bytes = false;
+    bool failed = false;
+    while (!got_head) {
+      if (!up_in.empty()) {
+        auto step = response.execute(up_in.data(), up_in.size());
+        if (step.event == http1::Parser::Event::Error) {
+          failed = true;
+          break;
+        }
+        up_in.consume(step.consumed);
+        if (step.event == http1::Parser::Event::HeadersComplete) {
+          int status = response.head().status;
+          if (status >= 100 && status < 200 && status != 101) {
+            // Interim responses (103 Early Hints) pass through; the final one follows.
+            out_.clear();
+            fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status,
+                           response.head().reason());
+            copy_end_to_end_fields(response.head(), out_, false);
+            out_.append("\r\n");
+            if (status != 100 && !co_await write_down(out_.data(), out_.size()))
+              co_return Outcome::Close;
+            response.resume();
+            auto end = response.execute(up_in.data(), 0);
+            if (end.event == http1::Parser::Event::MessageComplete) response.resume();
+            continue;
+          }
+          got_head = true;
+          break;
+        }
+        if (step.event == http1::Parser::Event::MessageComplete) response.resume();
+      }
+      auto [rec, rn] = co_await conn->socket.async_read_some(
+          asio::buffer(up_in.write_ptr(), up_in.writable()), kUseTuple);
+      if (rec) {
+        failed = true;
+        break;
+      }
+      got_bytes = true;
+      up_in.commit(rn);
+    }
+    if (failed) {
+      up_ = nullptr;
+      bool timeout = timed_out(Phase::UpstreamRead);
+      failure_status = timeout ? 504 : 502;
+      spdlog::debug("upstream {} for {}: {}", ep->address.to_string(), cluster.name,
+                    timeout ? "read timeout" : "no valid response");
+      // A reset before any byte of a response may be retried when nothing was lost: the body
+      // (if any) is gone, and a non-idempotent request is only resent on a stale pooled
+      // connection, where the peer closed before it could have seen it.
+      bool retry = !timeout && !got_bytes && !body_sent &&
+                   (idempotent(head.method()) || reused);
+      if (retry) {
+        if (reused) tried.pop_back();
+        continue;
+      }
+      co_return co_await local(failure_status, true);
+    }
+
+    ctx_.stats.observe_latency(std::chrono::duration<double>(Clock::now() - started).count());
+    const http1::MessageHead& rh = response.head();
+    const int status = rh.status;
+    stats.by_status[status]++;
+
+    if (status == 101 && upgrade) {
+      out_.clear();
+      out_.append("HTTP/1.1 101 Switching Protocols\r\n");
+      copy_end_to_end_fields(rh, out_, false);
+      out_.append("Connection: upgrade\r\nUpgrade: ").append(rh.get("upgrade")).append("\r\n\r\n");
+      if (co_await write_down(out_.data(), out_.size())) co_await tunnel(*conn);
+      up_ = nullptr;
+      co_return Outcome::Close;
+    }
+
+    // Response head for the client. HTTP/1.0 clients cannot read chunked bodies: decode them.
+    const bool client_10 = head.version_minor == 0;
+    const bool dechunk = client_10 && response.chunked();
+    const bool until_close = response.body_until_close();
+    bool keep_alive =
+        request_.keep_alive() && !until_close && !dechunk && !upgrade && !ctx_.draining &&
+        request_complete;
+    out_.clear();
+    fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status, rh.reason());
+    copy_end_to_end_fields(rh, out_, false);
+    if (response.chunked() && !dechunk) out_.append("Transfer-Encoding: chunked\r\n");
+    if (!keep_alive)
+      out_.append("Connection: close\r\n");
+    else if (client_10)
+      out_.append("Connection: keep-alive\r\n");
+    out_.append("\r\n");
+    if (!co_await write_down(out_.data(), out_.size())) {
+      up_ = nullptr;
+      co_return Outcome::Close;
+    }
+
+    // Stream the body. A message without body completes on an empty execute.
+    response.resume();
+    bool complete = false;
+    while (true) {
+      auto step = response.execute(up_in.data(), up_in.size());
+      if (step.event == http1::Parser::Event::Error) break;
+      if (step.consumed > 0) {
+        bool ok = true;
+        if (dechunk) {
+          for (auto span : response.body_spans())
+            if (ok) ok = co_await write_down(span.data, span.size);
+        } else {
+          ok = co_await write_down(up_in.data(), step.consumed);
+        }
+        if (!ok) break;
+        up_in.consume(step.consumed);
+      }
+      if (step.event == http1::Parser::Event::MessageComplete) {
+        complete = true;
+        break;
+      }
+      arm(Phase::UpstreamRead, read_timeout);
+      auto [rec, rn] = co_await conn->socket.async_read_some(
+          asio::buffer(up_in.write_ptr(), up_in.writable()), kUseTuple);
+      if (rec) {
+        if (rec == asio::error::eof && until_close) complete = response.finish().event ==
+                                                              http1::Parser::Event::MessageComplete;
+        break;
+      }
+      up_in.commit(rn);
+    }
+    up_ = nullptr;
+    if (!complete) co_return Outcome::Close;  // truncated: the client must see the cut
+    if (response.keep_alive() && !until_close && up_in.empty()) {
+      ++conn->requests;
+      ctx_.upstreams.put_idle(std::move(conn));
+    }
+    co_return keep_alive ? Outcome::KeepAlive : Outcome::Close;
+  }
+  up_ = nullptr;
+  co_return co_await local(failure_status, true);
+}
+
+asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
+  // Bytes that arrived with the heads belong to the tunnel.
+  up_ = &up;
+  auto pump = [this](tcp::socket& from, tcp::socket& to, ByteBuffer& buf) -> asio::awaitable<void> {
+    while (true) {
+      if (!buf.empty()) {
+        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), kUseTuple);
+        if (wec) break;
+        buf.consume(wn);
+      }
+      arm(Phase::UpstreamRead, ctx_.limits.upstream_read_timeout);
+      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.write_ptr(), buf.writable()),
+                                                   kUseTuple);
+      if (ec) break;
+      buf.commit(n);
+    }
+    boost::system::error_code ignored;
+    to.shutdown(tcp::socket::shutdown_send, ignored);
+  };
+  co_await (pump(down_, up.socket, in_) && pump(up.socket, down_, up.in));
+  up_ = nullptr;
+}
+
+asio::awaitable<void> serve_http(WorkerContext& ctx, tcp::socket socket,
+                                 const ListenerInfo& listener) {
+  HttpSession session(ctx, std::move(socket), listener);
+  co_await session.run();
+}
+
+}  // namespace kedge::proxy

@@ -1,0 +1,66 @@
+#pragma once
+
+#include "http1/parser.h"
+#include "common/byte_buffer.h"
+#include "proxy/worker_context.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace kedge::proxy {
+
+/// One downstream HTTP/1.1 connection: reads requests, routes each on the snapshot current when
+/// its head completed, forwards it to an upstream endpoint and streams the response back.
+/// Bodies are streamed with their framing, never buffered whole. A watchdog enforces the
+/// timeout of whatever phase the connection is in.
+/// Thread: owning worker only. Owner: the coroutine frame that runs it (see serve_http).
+class HttpSession {
+ public:
+  HttpSession(WorkerContext& ctx, boost::asio::ip::tcp::socket socket, const ListenerInfo& listener);
+  boost::asio::awaitable<void> run();
+
+ private:
+  enum class Phase { Idle, ClientHeader, ClientBody, ClientSend, Connect, UpstreamSend, UpstreamRead };
+  enum class Outcome { KeepAlive, Close };
+  struct Attempt;
+
+  boost::asio::awaitable<void> serve();
+  boost::asio::awaitable<void> watchdog();
+  boost::asio::awaitable<Outcome> one_request();
+  boost::asio::awaitable<Outcome> proxy(const model::Route& route);
+  boost::asio::awaitable<Outcome> reply(int status, bool close);
+  boost::asio::awaitable<bool> write_down(const char* data, size_t size);
+  boost::asio::awaitable<void> tunnel(upstream::Connection& up);
+  void build_upstream_head(std::string& out, bool upgrade, bool chunked);
+  void arm(Phase phase, Millis timeout);
+  bool timed_out(Phase phase) const { return fired_ && fired_phase_ == phase; }
+
+  WorkerContext& ctx_;
+  boost::asio::ip::tcp::socket down_;
+  const ListenerInfo& listener_;
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point armed_ = std::chrono::steady_clock::time_point::max();
+  Phase phase_ = Phase::Idle;
+  bool fired_ = false;
+  Phase fired_phase_ = Phase::Idle;
+  bool done_ = false;
+  upstream::Connection* up_ = nullptr;  // the upstream in use, for the watchdog to cancel
+
+  ByteBuffer in_;
+  http1::Parser request_;
+  std::string client_ip_;
+  std::string request_id_;
+  std::string host_;
+  std::string path_;
+  std::string up_head_;  // the request head as sent upstream (kept for retries)
+  std::string out_;      // scratch for heads written downstream
+  bool head_request_ = false;
+};
+
+/// Runs an HttpSession for an accepted socket until it closes.
+boost::asio::awaitable<void> serve_http(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
+                                        const ListenerInfo& listener);
+
+}  // namespace kedge::proxy

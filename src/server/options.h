@@ -1,0 +1,34 @@
+#pragma once
+
+#include "proxy/limits.h"
+#include "translate/translator.h"
+
+#include <string>
+#include <vector>
+
+namespace kedge::server {
+
+/// Everything `kedge serve` is told on its command line.
+struct ServeOptions {
+  std::vector<std::string> manifests;
+  std::string http_listen = "0.0.0.0:8080";
+  std::string admin_listen = "127.0.0.1:10254";
+  int workers = 0;  // 0: one per core
+  std::string publish_status_address;  // default: the HTTP listen address (127.0.0.1 for any)
+  std::string log_level = "info";
+  int64_t shutdown_grace_ms = 5000;
+  translate::Options translate;
+  proxy::Limits limits;
+};
+
+/// Parses "ADDR:PORT", "[v6]:PORT" or ":PORT". Returns false on a malformed value.
+bool split_host_port(const std::string& text, std::string& host, uint16_t& port);
+
+/// Runs `kedge serve` until SIGINT/SIGTERM; returns the exit code.
+int run_serve(const ServeOptions& options);
+
+/// Runs `kedge check`: loads and translates the manifests once, prints every issue, and
+/// returns non-zero when there is any.
+int run_check(const std::vector<std::string>& manifests, const translate::Options& options);
+
+}  // namespace kedge::server

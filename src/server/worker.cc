@@ -1,0 +1,110 @@
+#include "server/worker.h"
+
+#include "proxy/http_session.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+namespace kedge::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+Worker::Worker(int index, const proxy::Limits& limits) : index_(index), ctx_(limits) {}
+
+Worker::~Worker() {
+  ioc_.stop();
+  join();
+}
+
+uint16_t Worker::listen(const tcp::endpoint& endpoint, proxy::ListenerInfo info) {
+  Listener& l = listeners_.emplace_back(ioc_);
+  l.acceptor.open(endpoint.protocol());
+  l.acceptor.set_option(tcp::acceptor::reuse_address(true));
+  int one = 1;
+  ::setsockopt(l.acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (endpoint.address().is_v6()) l.acceptor.set_option(asio::ip::v6_only(true));
+  l.acceptor.bind(endpoint);
+  l.acceptor.listen(4096);
+  l.info = std::move(info);
+  l.info.port = l.acceptor.local_endpoint().port();
+  return l.info.port;
+}
+
+void Worker::start() {
+  for (Listener& l : listeners_) {
+    asio::co_spawn(
+        ioc_,
+        [this, &l]() -> asio::awaitable<void> {
+          while (true) {
+            auto [ec, socket] = co_await l.acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) co_return;
+            if (ec) {
+              // Out of descriptors or similar: back off briefly instead of spinning.
+              spdlog::warn("worker {}: accept failed: {}", index_, ec.message());
+              asio::steady_timer t(ioc_, std::chrono::milliseconds(50));
+              co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+              continue;
+            }
+            if (ctx_.stats.active_connections >= ctx_.limits.max_connections) {
+              boost::system::error_code ignored;
+              socket.close(ignored);
+              continue;
+            }
+            asio::co_spawn(ioc_, proxy::serve_http(ctx_, std::move(socket), l.info), asio::detached);
+          }
+        },
+        asio::detached);
+  }
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(ioc_);
+    ioc_.run();
+  });
+}
+
+void Worker::publish(model::SnapshotConstPtr snapshot) {
+  asio::post(ioc_, [this, snapshot = std::move(snapshot)]() mutable {
+    ctx_.stats.snapshot_generation = snapshot->generation;
+    ctx_.snapshot = std::move(snapshot);
+  });
+}
+
+std::future<proxy::Stats> Worker::stats() {
+  auto promise = std::make_shared<std::promise<proxy::Stats>>();
+  auto future = promise->get_future();
+  asio::post(ioc_, [this, promise] { promise->set_value(ctx_.stats); });
+  return future;
+}
+
+void Worker::drain(std::chrono::milliseconds grace) {
+  asio::post(ioc_, [this, grace] {
+    ctx_.draining = true;
+    for (Listener& l : listeners_) {
+      boost::system::error_code ignored;
+      l.acceptor.close(ignored);
+    }
+    asio::co_spawn(
+        ioc_,
+        [this, grace]() -> asio::awaitable<void> {
+          auto until = std::chrono::steady_clock::now() + grace;
+          asio::steady_timer t(ioc_);
+          while (ctx_.stats.active_connections > 0 && std::chrono::steady_clock::now() < until) {
+            t.expires_after(std::chrono::milliseconds(50));
+            co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+          }
+          ioc_.stop();
+        },
+        asio::detached);
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace kedge::server

@@ -1,0 +1,52 @@
+#pragma once
+
+#include "model/snapshot.h"
+#include "proxy/limits.h"
+#include "proxy/stats.h"
+#include "proxy/worker_context.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <deque>
+#include <future>
+#include <memory>
+#include <thread>
+
+namespace kedge::server {
+
+/// One event loop on its own thread with its own listening sockets (SO_REUSEPORT), upstream
+/// pools and counters: workers share nothing but the immutable snapshot.
+/// Thread: public methods may be called from any thread (they post to the loop).
+/// Owner: server::Server.
+class Worker {
+ public:
+  Worker(int index, const proxy::Limits& limits);
+  ~Worker();
+
+  /// Opens a listening socket on `endpoint` (before start()). Returns the bound port.
+  uint16_t listen(const boost::asio::ip::tcp::endpoint& endpoint, proxy::ListenerInfo info);
+  void start();
+  /// Swaps in a new snapshot between requests; requests in flight keep theirs.
+  void publish(model::SnapshotConstPtr snapshot);
+  /// A copy of the counters, taken on the worker's thread.
+  std::future<proxy::Stats> stats();
+  /// Stops accepting and lets requests in flight finish; the loop ends after `grace`.
+  void drain(std::chrono::milliseconds grace);
+  void join();
+
+ private:
+  struct Listener {
+    Listener(boost::asio::io_context& ioc) : acceptor(ioc) {}
+    boost::asio::ip::tcp::acceptor acceptor;
+    proxy::ListenerInfo info;
+  };
+
+  int index_;
+  boost::asio::io_context ioc_{1};
+  proxy::WorkerContext ctx_;
+  std::deque<Listener> listeners_;
+  std::thread thread_;
+};
+
+}  // namespace kedge::server

@@ -1,0 +1,308 @@
+#include "translate/translator.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace kedge::translate {
+namespace {
+
+using k8s::Issue;
+using k8s::StoredObject;
+
+/// Translation state for one run: indexes over the store and the clusters built so far.
+class Builder {
+ public:
+  Builder(const k8s::ObjectStore& store, const Options& options, k8s::Issues& issues)
+      : store_(store), options_(options), issues_(issues) {
+    store.for_each<k8s::EndpointSlice>([&](const k8s::EndpointSlice& s, const StoredObject&) {
+      slices_[{s.meta.namespace_, s.service_name()}].push_back(&s);
+    });
+  }
+
+  void report(const StoredObject& so, std::string field, std::string message) {
+    const k8s::ObjectMeta& m = k8s::meta_of(so.object);
+    issues_.push_back(Issue{so.origin.file, so.origin.line,
+                            std::string(k8s::kind_name(k8s::kind_of(so.object))), m.namespace_,
+                            m.name, std::move(field), std::move(message)});
+  }
+
+  /// The cluster behind an Ingress service backend; one per (service, port, policy).
+  model::ClusterConstPtr cluster(const StoredObject& ing_so, const std::string& ns,
+                                 const k8s::IngressServiceBackend& backend,
+                                 model::LbPolicy policy, const std::string& field) {
+    std::string port_text =
+        backend.port.number ? std::to_string(*backend.port.number) : backend.port.name;
+    std::string name = fmt::format("{}/{}:{}", ns, backend.name, port_text);
+    std::string key = name + (policy == model::LbPolicy::LeastRequest ? "#lr" : "");
+    if (auto it = clusters_.find(key); it != clusters_.end()) return it->second;
+    auto c = std::make_shared<model::Cluster>();
+    c->name = name;
+    c->lb = policy;
+    fill_endpoints(*c, ns, backend);
+    if (!c->problem.empty()) report(ing_so, field, c->problem);
+    clusters_.emplace(key, c);
+    return c;
+  }
+
+  std::vector<model::ClusterConstPtr> clusters() const {
+    std::vector<model::ClusterConstPtr> out;
+    for (auto& [k, c] : clusters_) out.push_back(c);
+    return out;
+  }
+
+ private:
+  void fill_endpoints(model::Cluster& c, const std::string& ns,
+                      const k8s::IngressServiceBackend& backend) {
+    const k8s::Service* svc = store_.get<k8s::Service>(ns, backend.name);
+    if (!svc) {
+      c.problem = fmt::format("service \"{}/{}\" not found", ns, backend.name);
+      return;
+    }
+    if (svc->type == "ExternalName") {
+      c.problem = fmt::format("service \"{}/{}\" is of type ExternalName, which kedge does not "
+                              "proxy to",
+                              ns, backend.name);
+      return;
+    }
+    const k8s::ServicePort* sp = nullptr;
+    for (const auto& p : svc->ports) {
+      if (backend.port.number ? p.port == *backend.port.number : p.name == backend.port.name) {
+        sp = &p;
+        break;
+      }
+    }
+    if (!sp) {
+      c.problem = fmt::format("service \"{}/{}\" has no port {}", ns, backend.name,
+                              backend.port.number ? std::to_string(*backend.port.number)
+                                                  : "named \"" + backend.port.name + "\"");
+      return;
+    }
+    if (sp->protocol != "TCP") {
+      c.problem = fmt::format("service port {} is {}, not TCP", sp->port, sp->protocol);
+      return;
+    }
+    // Ready endpoints take traffic; only when none is ready, serving-and-terminating ones do
+    // (kube-proxy's rule, so a rolling update never drops to zero).
+    std::vector<model::Endpoint> ready, terminating;
+    std::set<model::SocketAddress> seen;
+    auto add = [&](const k8s::Endpoint& ep, int32_t port) {
+      if (port <= 0) return;
+      bool use_ready = ep.conditions.ready;
+      bool use_fallback = !ep.conditions.ready && ep.conditions.serving && ep.conditions.terminating;
+      if (!use_ready && !use_fallback) return;
+      for (const auto& ip : ep.addresses) {
+        auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
+        if (!addr || !seen.insert(*addr).second) continue;
+        (use_ready ? ready : terminating).push_back({*addr, ep.target_pod, ep.node_name});
+      }
+    };
+    auto slices = slices_.find({ns, backend.name});
+    if (slices != slices_.end()) {
+      for (const k8s::EndpointSlice* s : slices->second) {
+        if (s->address_type == "FQDN") continue;
+        // EndpointSlice ports carry the Service port's name, and the target port as number.
+        int32_t port = 0;
+        for (const auto& p : s->ports)
+          if (p.name == sp->name && p.protocol == sp->protocol) port = p.port;
+        for (const auto& ep : s->endpoints) add(ep, port);
+      }
+    } else if (const k8s::Endpoints* eps = store_.get<k8s::Endpoints>(ns, backend.name)) {
+      for (const auto& subset : eps->subsets) {
+        int32_t port = 0;
+        for (const auto& p : subset.ports)
+          if (p.name == sp->name && p.protocol == sp->protocol) port = p.port;
+        for (const auto& ep : subset.addresses) add(ep, port);
+      }
+    }
+    c.endpoints = !ready.empty() ? std::move(ready) : std::move(terminating);
+    if (c.endpoints.empty())
+      c.problem = fmt::format("service \"{}/{}\" port {} has no ready endpoints", ns, backend.name,
+                              sp->port);
+  }
+
+  const k8s::ObjectStore& store_;
+  const Options& options_;
+  k8s::Issues& issues_;
+  std::map<std::pair<std::string, std::string>, std::vector<const k8s::EndpointSlice*>> slices_;
+  std::map<std::string, model::ClusterConstPtr> clusters_;
+};
+
+int64_t parse_size(const std::string& v) {
+  // nginx size syntax: 1m, 512k, 0 (unlimited), or plain bytes.
+  if (v.empty()) return -1;
+  char* end = nullptr;
+  long long n = std::strtoll(v.c_str(), &end, 10);
+  if (end == v.c_str() || n < 0) return -1;
+  std::string unit(end);
+  if (unit.empty()) return n;
+  if (unit == "k" || unit == "K") return n * 1024;
+  if (unit == "m" || unit == "M") return n * 1024 * 1024;
+  if (unit == "g" || unit == "G") return n * 1024 * 1024 * 1024;
+  return -1;
+}
+
+int64_t parse_seconds(const std::string& v) {
+  if (v.empty()) return -1;
+  char* end = nullptr;
+  long long n = std::strtoll(v.c_str(), &end, 10);
+  if (end == v.c_str() || n < 0 || (*end && std::string(end) != "s")) return -1;
+  return n * 1000;
+}
+
+model::RouteOptions route_options(Builder& b, const StoredObject& so, const k8s::Ingress& ing) {
+  model::RouteOptions o;
+  auto read = [&](const char* suffix, auto parse, int64_t& into) {
+    std::string key = std::string("nginx.ingress.kubernetes.io/") + suffix;
+    std::string v = ing.meta.annotation(key);
+    if (v.empty()) return;
+    into = parse(v);
+    if (into < 0) b.report(so, "metadata.annotations." + key, fmt::format("invalid value \"{}\"", v));
+  };
+  read("proxy-body-size", parse_size, o.max_body_bytes);
+  read("proxy-connect-timeout", parse_seconds, o.connect_timeout_ms);
+  read("proxy-read-timeout", parse_seconds, o.read_timeout_ms);
+  read("proxy-send-timeout", parse_seconds, o.send_timeout_ms);
+  return o;
+}
+
+model::LbPolicy lb_policy(const k8s::Ingress& ing) {
+  std::string v = ing.meta.annotation("kedge.dev/load-balance");
+  if (v.empty()) v = ing.meta.annotation("nginx.ingress.kubernetes.io/load-balance");
+  return v == "least_request" || v == "ewma" ? model::LbPolicy::LeastRequest
+                                             : model::LbPolicy::RoundRobin;
+}
+
+}  // namespace
+
+bool serves_ingress(const k8s::ObjectStore& store, const Options& options,
+                    const k8s::Ingress& ingress) {
+  auto ours = [&](const std::string& class_name) {
+    if (class_name == options.ingress_class) return true;
+    const auto* ic = store.get<k8s::IngressClass>("", class_name);
+    return ic && ic->controller == kControllerName;
+  };
+  if (ingress.ingress_class_name) return ours(*ingress.ingress_class_name);
+  std::string legacy = ingress.meta.annotation("kubernetes.io/ingress.class");
+  if (!legacy.empty()) return ours(legacy);
+  if (options.watch_ingress_without_class) return true;
+  bool default_ours = false;
+  store.for_each<k8s::IngressClass>([&](const k8s::IngressClass& ic, const StoredObject&) {
+    if (ic.controller == kControllerName && ic.is_default()) default_ours = true;
+  });
+  return default_ours;
+}
+
+Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation) {
+  Translation out;
+  auto snap = std::make_shared<model::Snapshot>();
+  snap->generation = generation;
+  Builder b(store, options, out.issues);
+
+  // Oldest first, then namespace/name: the order that settles conflicts.
+  std::vector<std::pair<const k8s::Ingress*, const StoredObject*>> served;
+  store.for_each<k8s::Ingress>([&](const k8s::Ingress& ing, const StoredObject& so) {
+    if (serves_ingress(store, options, ing)) served.emplace_back(&ing, &so);
+  });
+  std::stable_sort(served.begin(), served.end(), [](const auto& a, const auto& c) {
+    return a.first->meta.creation_timestamp < c.first->meta.creation_timestamp;
+  });
+
+  struct Owner {
+    std::string ingress;
+  };
+  std::map<std::tuple<std::string, int, std::string>, std::string> owners;  // host,type,path
+  std::string default_owner;
+
+  for (auto [ing, so] : served) {
+    const std::string ns = ing->meta.namespace_;
+    const std::string id = ns + "/" + ing->meta.name;
+    snap->served_ingresses.push_back(id);
+    model::RouteOptions opts = route_options(b, *so, *ing);
+    model::LbPolicy policy = lb_policy(*ing);
+    auto make_route = [&](const k8s::IngressBackend& backend, const std::string& field,
+                          model::Route& route) {
+      route.ingress = id;
+      route.options = opts;
+      if (backend.resource) {
+        b.report(*so, field + ".resource", "resource backends are not supported by kedge");
+        auto c = std::make_shared<model::Cluster>();
+        c->name = id + ":resource";
+        c->problem = "resource backends are not supported";
+        route.cluster = c;
+      } else {
+        route.cluster = b.cluster(*so, ns, *backend.service, policy, field + ".service");
+      }
+      route.stats_key =
+          fmt::format("ingress=\"{}\",service=\"{}\"", id, route.cluster ? route.cluster->name : "");
+    };
+
+    if (ing->default_backend) {
+      if (default_owner.empty()) {
+        default_owner = id;
+        model::Route r;
+        r.path = "/";
+        make_route(*ing->default_backend, "spec.defaultBackend", r);
+        snap->default_backend = std::move(r);
+      } else {
+        b.report(*so, "spec.defaultBackend",
+                 fmt::format("conflicts with the default backend of Ingress {} (older); ignored",
+                             default_owner));
+      }
+    }
+
+    for (size_t ri = 0; ri < ing->rules.size(); ++ri) {
+      const k8s::IngressRule& rule = ing->rules[ri];
+      std::string host;
+      for (char c : rule.host) host += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      model::VirtualHost* vh;
+      if (host.empty()) {
+        vh = &snap->any_host;
+      } else if (host.starts_with("*.")) {
+        vh = &snap->wildcard_hosts[host.substr(1)];
+      } else {
+        vh = &snap->exact_hosts[host];
+      }
+      vh->name = host;
+      for (size_t pi = 0; pi < rule.paths.size(); ++pi) {
+        const k8s::HttpIngressPath& p = rule.paths[pi];
+        std::string field = fmt::format("spec.rules[{}].http.paths[{}]", ri, pi);
+        model::Route r;
+        // ImplementationSpecific is matched as Prefix (documented in docs/ingress.md).
+        r.match = p.path_type == k8s::PathType::Exact ? model::MatchType::Exact
+                                                      : model::MatchType::Prefix;
+        r.path = p.path.empty() ? "/" : p.path;
+        if (r.match == model::MatchType::Prefix)
+          while (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
+        auto [it, fresh] =
+            owners.emplace(std::make_tuple(host, static_cast<int>(r.match), r.path), id);
+        if (!fresh) {
+          b.report(*so, field,
+                   fmt::format("host \"{}\" path \"{}\" ({}) is already defined by Ingress {} "
+                               "(older, or first by namespace/name); ignored",
+                               host, r.path,
+                               r.match == model::MatchType::Exact ? "Exact" : "Prefix", it->second));
+          continue;
+        }
+        make_route(p.backend, field + ".backend", r);
+        vh->routes.push_back(std::move(r));
+      }
+    }
+  }
+
+  auto order = [](const model::Route& a, const model::Route& c) {
+    if (a.path.size() != c.path.size()) return a.path.size() > c.path.size();
+    return a.match == model::MatchType::Exact && c.match != model::MatchType::Exact;
+  };
+  for (auto* map : {&snap->exact_hosts, &snap->wildcard_hosts})
+    for (auto& [name, vh] : *map) std::stable_sort(vh.routes.begin(), vh.routes.end(), order);
+  std::stable_sort(snap->any_host.routes.begin(), snap->any_host.routes.end(), order);
+  std::sort(snap->served_ingresses.begin(), snap->served_ingresses.end());
+  snap->clusters = b.clusters();
+  out.snapshot = std::move(snap);
+  return out;
+}
+
+}  // namespace kedge::translate

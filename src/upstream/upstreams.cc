@@ -1,0 +1,102 @@
+#include "upstream/upstreams.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+namespace kedge::upstream {
+
+size_t AddressHash::operator()(const model::SocketAddress& a) const noexcept {
+  uint64_t h = 1469598103934665603ull;
+  for (uint8_t b : a.ip) h = (h ^ b) * 1099511628211ull;
+  return static_cast<size_t>(h ^ (uint64_t{a.port} << 1) ^ a.v6);
+}
+
+Upstreams::Upstreams(const proxy::Limits& limits)
+    : limits_(limits), rng_(std::random_device{}()) {}
+
+bool Upstreams::usable(const model::Endpoint& e, Clock::time_point now) {
+  auto it = endpoints_.find(e.address);
+  return it == endpoints_.end() || it->second.ejected_until <= now;
+}
+
+const model::Endpoint* Upstreams::pick(const model::Cluster& cluster,
+                                       const std::vector<const model::Endpoint*>& tried) {
+  const auto& eps = cluster.endpoints;
+  if (eps.empty()) return nullptr;
+  auto now = Clock::now();
+  auto untried = [&](const model::Endpoint& e) {
+    return std::find(tried.begin(), tried.end(), &e) == tried.end();
+  };
+  // Healthy and untried first; if every endpoint is ejected, use them anyway ("panic mode"),
+  // as one failing health signal must not turn into a full outage.
+  for (int pass = 0; pass < 2; ++pass) {
+    auto ok = [&](const model::Endpoint& e) { return untried(e) && (pass == 1 || usable(e, now)); };
+    size_t n = eps.size();
+    if (cluster.lb == model::LbPolicy::LeastRequest && n > 1) {
+      // Power of two choices: two random candidates, the one with fewer active requests.
+      const model::Endpoint* best = nullptr;
+      for (int i = 0; i < 2; ++i) {
+        const model::Endpoint& e = eps[rng_() % n];
+        if (!ok(e)) continue;
+        if (!best || state(e.address).active < state(best->address).active) best = &e;
+      }
+      if (best) return best;
+    }
+    uint32_t& next = round_robin_[cluster.name];
+    for (size_t i = 0; i < n; ++i) {
+      const model::Endpoint& e = eps[(next + i) % n];
+      if (ok(e)) {
+        next = static_cast<uint32_t>((next + i + 1) % n);
+        return &e;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void Upstreams::on_connect_failure(const model::SocketAddress& a) {
+  EndpointState& s = state(a);
+  if (++s.failures < static_cast<uint32_t>(limits_.eject_after_failures)) return;
+  s.backoff = s.backoff == Clock::duration{} ? Clock::duration(limits_.eject_base)
+                                             : std::min<Clock::duration>(s.backoff * 2,
+                                                                         limits_.eject_max);
+  s.ejected_until = Clock::now() + s.backoff;
+  spdlog::warn("endpoint {} ejected for {} ms after {} failed connects", a.to_string(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(s.backoff).count(),
+               s.failures);
+}
+
+void Upstreams::on_connect_success(const model::SocketAddress& a) {
+  EndpointState& s = state(a);
+  s.failures = 0;
+  s.backoff = {};
+  s.ejected_until = {};
+}
+
+ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a) {
+  auto it = endpoints_.find(a);
+  if (it == endpoints_.end()) return nullptr;
+  auto& idle = it->second.idle;
+  auto now = Clock::now();
+  while (!idle.empty()) {
+    ConnectionPtr c = std::move(idle.back());
+    idle.pop_back();
+    if (now - c->idle_since > limits_.upstream_idle_timeout) continue;
+    // A peer that closed (or sent something unasked) makes the connection unusable.
+    char probe;
+    ssize_t n = ::recv(c->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
+  }
+  return nullptr;
+}
+
+void Upstreams::put_idle(ConnectionPtr connection) {
+  auto& idle = state(connection->endpoint).idle;
+  if (idle.size() >= limits_.upstream_idle_per_endpoint) return;
+  connection->idle_since = Clock::now();
+  idle.push_back(std::move(connection));
+}
+
+}  // namespace kedge::upstream
