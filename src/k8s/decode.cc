@@ -14,8 +14,8 @@ using nlohmann::json;
 bool is_dns_label(std::string_view s) {
   if (s.empty() || s.size() > 63) return false;
   for (char c : s) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '-'))
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-'))
       return false;
   }
   return s.front() != '-' && s.back() != '-';
@@ -243,6 +243,22 @@ Service decode_service(Reader& r, const json& doc) {
   s.load_balancer_ip = r.string(spec, "spec", "loadBalancerIP");
   s.load_balancer_class = r.string(spec, "spec", "loadBalancerClass");
   if (auto v = r.string(spec, "spec", "sessionAffinity"); !v.empty()) s.session_affinity = v;
+  if (s.session_affinity != "None" && s.session_affinity != "ClientIP")
+    r.error("spec.sessionAffinity", fmt::format("Unsupported value: \"{}\"", s.session_affinity));
+  if (const json* sac = r.member(spec, "sessionAffinityConfig")) {
+    if (const json* cip = r.member(*sac, "clientIP")) {
+      if (auto t = r.integer(*cip, "spec.sessionAffinityConfig.clientIP", "timeoutSeconds")) {
+        if (*t < 1 || *t > 86400)
+          r.error("spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                  fmt::format("Invalid value: {}: must be greater than 0 and less than 86400", *t));
+        s.session_affinity_timeout_seconds = static_cast<int32_t>(*t);
+      }
+    }
+  }
+  if (auto v = r.integer(spec, "spec", "healthCheckNodePort"))
+    s.health_check_node_port = static_cast<int32_t>(*v);
+  if (auto v = r.boolean(spec, "spec", "allocateLoadBalancerNodePorts"))
+    s.allocate_load_balancer_node_ports = *v;
   if (auto v = r.string(spec, "spec", "externalTrafficPolicy"); !v.empty())
     s.external_traffic_policy = v;
   if (auto v = r.string(spec, "spec", "internalTrafficPolicy"); !v.empty())
@@ -297,7 +313,8 @@ Endpoint decode_endpoint(Reader& r, const json& e, const std::string& path) {
   return ep;
 }
 
-std::vector<EndpointPort> decode_endpoint_ports(Reader& r, const json& obj, const std::string& base) {
+std::vector<EndpointPort> decode_endpoint_ports(Reader& r, const json& obj,
+                                                const std::string& base) {
   std::vector<EndpointPort> ports;
   r.each(obj, base, "ports", [&](const json& p, const std::string& path) {
     EndpointPort ep;
@@ -439,16 +456,16 @@ Ingress decode_ingress(Reader& r, const json& doc) {
         if (hp.path.empty() && hp.path_type != PathType::ImplementationSpecific)
           r.error(ppath + ".path", "Required value: must be specified for Exact and Prefix");
         else if (!hp.path.starts_with('/'))
-          r.error(ppath + ".path", fmt::format("Invalid value: \"{}\": must be an absolute path",
-                                               hp.path));
+          r.error(ppath + ".path",
+                  fmt::format("Invalid value: \"{}\": must be an absolute path", hp.path));
       }
       if (hp.path_type != PathType::ImplementationSpecific &&
           (hp.path.find("//") != std::string::npos || hp.path.find("/./") != std::string::npos ||
            hp.path.find("/../") != std::string::npos || hp.path.ends_with("/..") ||
            hp.path.ends_with("/.")))
-        r.error(ppath + ".path",
-                fmt::format("Invalid value: \"{}\": must not contain '//', '/./' or '/../'",
-                            hp.path));
+        r.error(
+            ppath + ".path",
+            fmt::format("Invalid value: \"{}\": must not contain '//', '/./' or '/../'", hp.path));
       const json* b = r.member(p, "backend");
       if (!b)
         r.error(ppath + ".backend", "Required value");
@@ -499,6 +516,23 @@ Secret decode_secret(Reader& r, const json& doc) {
   return s;
 }
 
+IPAddressPool decode_ip_address_pool(Reader& r, const json& doc) {
+  IPAddressPool p;
+  p.meta = decode_meta(r, doc, true);
+  static const json kEmpty = json::object();
+  const json* spec = r.member(doc, "spec");
+  const json& sp = spec ? *spec : kEmpty;
+  r.each(sp, "spec", "addresses", [&](const json& a, const std::string& path) {
+    if (!a.is_string())
+      r.error(path, "must be a string");
+    else
+      p.addresses.push_back(a.get<std::string>());
+  });
+  if (p.addresses.empty()) r.error("spec.addresses", "Required value");
+  p.auto_assign = r.boolean(sp, "spec", "autoAssign").value_or(true);
+  return p;
+}
+
 }  // namespace
 
 DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap* lines,
@@ -535,6 +569,8 @@ DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap
     object = decode_ingress_class(r, doc);
   } else if (av == "v1" && k == "Secret") {
     object = decode_secret(r, doc);
+  } else if (av == "metallb.io/v1beta1" && k == "IPAddressPool") {
+    object = decode_ip_address_pool(r, doc);
   } else {
     out.unknown_kind = true;
     return out;

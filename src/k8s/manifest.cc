@@ -99,10 +99,13 @@ void add_document(const json& doc, const Origin& origin, const LineMap* lines, M
   if (d.stored) {
     out.objects.push_back(std::move(*d.stored));
   } else if (!d.name.empty()) {
-    static const std::pair<const char*, Kind> kKinds[] = {
-        {"Service", Kind::Service},     {"EndpointSlice", Kind::EndpointSlice},
-        {"Endpoints", Kind::Endpoints}, {"Ingress", Kind::Ingress},
-        {"IngressClass", Kind::IngressClass}, {"Secret", Kind::Secret}};
+    static const std::pair<const char*, Kind> kKinds[] = {{"Service", Kind::Service},
+                                                          {"EndpointSlice", Kind::EndpointSlice},
+                                                          {"Endpoints", Kind::Endpoints},
+                                                          {"Ingress", Kind::Ingress},
+                                                          {"IngressClass", Kind::IngressClass},
+                                                          {"Secret", Kind::Secret},
+                                                          {"IPAddressPool", Kind::IPAddressPool}};
     for (auto& [name, kind] : kKinds)
       if (d.kind == name) out.rejected.push_back(ObjectKey{kind, d.namespace_, d.name});
   }
@@ -168,8 +171,8 @@ std::vector<std::filesystem::path> list_manifests(const std::filesystem::path& d
   std::vector<fs::path> files;
   std::error_code ec;
   if (fs::is_regular_file(dir, ec)) return {dir};
-  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied,
-                                                  ec);
+  for (auto it =
+           fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const fs::path& p = it->path();
     if (p.filename().string().starts_with('.')) {

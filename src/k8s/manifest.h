@@ -24,8 +24,8 @@ ObjectKey key_of(const StoredObject& stored);
 /// What one manifest file yielded.
 struct ManifestFile {
   std::vector<StoredObject> objects;  // valid objects of kinds kedge handles
-  std::vector<ObjectKey> rejected;    // identities of invalid objects (their last good version stays)
-  bool unreadable = false;            // the file as a whole failed (I/O or syntax): keep all it had
+  std::vector<ObjectKey> rejected;  // identities of invalid objects (their last good version stays)
+  bool unreadable = false;          // the file as a whole failed (I/O or syntax): keep all it had
   Issues issues;
 };
 

@@ -16,6 +16,8 @@ std::string_view kind_name(Kind kind) {
       return "IngressClass";
     case Kind::Secret:
       return "Secret";
+    case Kind::IPAddressPool:
+      return "IPAddressPool";
   }
   return "Unknown";
 }

@@ -13,7 +13,7 @@
 namespace kedge::k8s {
 
 /// The kinds kedge understands, in the order the translator processes them.
-enum class Kind { Service, EndpointSlice, Endpoints, Ingress, IngressClass, Secret };
+enum class Kind { Service, EndpointSlice, Endpoints, Ingress, IngressClass, Secret, IPAddressPool };
 
 std::string_view kind_name(Kind kind);
 
@@ -66,6 +66,9 @@ struct Service {
   std::string internal_traffic_policy = "Cluster";
   std::string load_balancer_ip;
   std::string load_balancer_class;
+  int32_t health_check_node_port = 0;
+  bool allocate_load_balancer_node_ports = true;
+  int32_t session_affinity_timeout_seconds = 10800;  // sessionAffinityConfig.clientIP
 };
 
 struct EndpointConditions {
@@ -154,7 +157,15 @@ struct Secret {
   std::map<std::string, std::string> data;  // decoded bytes
 };
 
-using Object = std::variant<Service, EndpointSlice, Endpoints, Ingress, IngressClass, Secret>;
+/// MetalLB's `metallb.io/v1beta1 IPAddressPool`: addresses for LoadBalancer Services.
+struct IPAddressPool {
+  ObjectMeta meta;
+  std::vector<std::string> addresses;  // CIDRs or "first-last" ranges
+  bool auto_assign = true;
+};
+
+using Object =
+    std::variant<Service, EndpointSlice, Endpoints, Ingress, IngressClass, Secret, IPAddressPool>;
 
 Kind kind_of(const Object& object);
 

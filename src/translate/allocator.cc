@@ -1,0 +1,402 @@
+#include "translate/allocator.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+namespace kedge::translate {
+
+std::optional<uint32_t> parse_ipv4(const std::string& text) {
+  in_addr a{};
+  if (inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
+  return ntohl(a.s_addr);
+}
+
+std::string format_ipv4(uint32_t ip) {
+  return fmt::format("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+}
+
+std::optional<Ipv4Range> Ipv4Range::parse(const std::string& text, bool exclude_edges) {
+  if (auto dash = text.find('-'); dash != std::string::npos) {
+    auto a = parse_ipv4(text.substr(0, dash)), b = parse_ipv4(text.substr(dash + 1));
+    if (!a || !b || *a > *b) return std::nullopt;
+    return Ipv4Range{*a, *b};
+  }
+  auto slash = text.find('/');
+  if (slash == std::string::npos) {
+    auto a = parse_ipv4(text);
+    if (!a) return std::nullopt;
+    return Ipv4Range{*a, *a};
+  }
+  auto base = parse_ipv4(text.substr(0, slash));
+  std::string bits_text = text.substr(slash + 1);
+  if (!base || bits_text.empty() || bits_text.size() > 2 ||
+      bits_text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  int bits = std::stoi(bits_text);
+  if (bits < 8 || bits > 32) return std::nullopt;
+  uint32_t mask = bits == 32 ? 0xffffffffu : ~((1u << (32 - bits)) - 1);
+  Ipv4Range r{*base & mask, (*base & mask) | ~mask};
+  if (exclude_edges && bits < 31) {
+    ++r.first;
+    --r.last;
+  }
+  return r;
+}
+
+std::string port_key(const k8s::ServicePort& port) {
+  return fmt::format("{}/{}/{}", port.name, port.protocol, port.port);
+}
+
+nlohmann::json Allocations::to_json() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, a] : services) {
+    nlohmann::json j = {{"clusterIP", a.cluster_ip},
+                        {"nodePorts", a.node_ports},
+                        {"healthCheckNodePort", a.health_check_node_port},
+                        {"loadBalancerIP", a.load_balancer_ip},
+                        {"pool", a.pool}};
+    out[key] = j;
+  }
+  return {{"version", 1}, {"services", out}};
+}
+
+Allocations Allocations::from_json(const nlohmann::json& j) {
+  Allocations out;
+  if (!j.is_object() || !j.contains("services") || !j["services"].is_object()) return out;
+  for (const auto& [key, v] : j["services"].items()) {
+    if (!v.is_object()) continue;
+    ServiceAllocation a;
+    a.cluster_ip = v.value("clusterIP", "");
+    if (v.contains("nodePorts") && v["nodePorts"].is_object())
+      for (const auto& [pk, pv] : v["nodePorts"].items())
+        if (pv.is_number_integer()) a.node_ports[pk] = pv.get<int32_t>();
+    a.health_check_node_port = v.value("healthCheckNodePort", 0);
+    a.load_balancer_ip = v.value("loadBalancerIP", "");
+    a.pool = v.value("pool", "");
+    out.services[key] = std::move(a);
+  }
+  return out;
+}
+
+namespace {
+
+/// Lowest free value of [lo, hi], trying the upper band [lo + offset, hi] first.
+template <class Free>
+std::optional<uint32_t> pick_dynamic(uint32_t lo, uint32_t hi, uint32_t offset, Free&& free) {
+  uint32_t split = hi - lo + 1 > offset ? lo + offset : lo;
+  for (uint32_t v = split; v <= hi && v >= split; ++v)
+    if (free(v)) return v;
+  for (uint32_t v = lo; v < split; ++v)
+    if (free(v)) return v;
+  return std::nullopt;
+}
+
+struct LbPort {
+  std::string protocol;
+  int32_t port;
+  auto operator<=>(const LbPort&) const = default;
+};
+
+/// One LoadBalancer IP and who shares it.
+struct LbHolder {
+  std::string sharing_key;  // empty: exclusive
+  std::set<LbPort> ports;
+  std::vector<std::string> services;
+};
+
+class Allocator {
+ public:
+  Allocator(const k8s::ObjectStore& store, const AllocatorConfig& config, AllocationResult& out)
+      : store_(store), config_(config), out_(out) {
+    cidr_ = Ipv4Range::parse(config.service_cidr, true);
+    pools_ = config.pools;
+    store.for_each<k8s::IPAddressPool>([&](const k8s::IPAddressPool& p,
+                                           const k8s::StoredObject& so) {
+      AddressPool pool{p.meta.name, {}, p.auto_assign};
+      for (size_t i = 0; i < p.addresses.size(); ++i) {
+        auto r = Ipv4Range::parse(p.addresses[i], false);
+        if (!r) {
+          issue(so, fmt::format("spec.addresses[{}]", i),
+                fmt::format("Invalid value: \"{}\": not an IPv4 CIDR or range", p.addresses[i]));
+          continue;
+        }
+        pool.ranges.push_back(*r);
+      }
+      pools_.push_back(std::move(pool));
+    });
+  }
+
+  void issue(const k8s::StoredObject& so, std::string field, std::string message) {
+    const auto& m = k8s::meta_of(so.object);
+    out_.issues.push_back({so.origin.file, so.origin.line,
+                           std::string(k8s::kind_name(k8s::kind_of(so.object))), m.namespace_,
+                           m.name, std::move(field), std::move(message)});
+  }
+
+  /// Tries to give `svc` everything it needs; on any refusal it holds nothing.
+  bool assign(const k8s::Service& svc, const k8s::StoredObject& so,
+              const ServiceAllocation* previous) {
+    std::string id = svc.meta.namespace_ + "/" + svc.meta.name;
+    ServiceAllocation a;
+    std::vector<std::pair<std::string, std::string>> problems;  // field, message
+    // Stage in local copies so a refusal leaves no trace.
+    auto ips = cluster_ips_;
+    auto ports = node_ports_;
+    auto lbs = lb_ips_;
+
+    if (svc.type != "ExternalName") {
+      if (svc.cluster_ip == "None") {
+        a.cluster_ip = "None";
+      } else if (!cidr_) {
+        problems.push_back({"spec.clusterIP", "no valid --service-cidr to allocate from"});
+      } else {
+        std::optional<uint32_t> want;
+        if (!svc.cluster_ip.empty()) {
+          want = parse_ipv4(svc.cluster_ip);
+          if (!want || !cidr_->contains(*want)) {
+            problems.push_back(
+                {"spec.clusterIP",
+                 fmt::format("Invalid value: \"{}\": provided IP is not in the valid range. The "
+                             "range of valid IPs is {}",
+                             svc.cluster_ip, config_.service_cidr)});
+            want.reset();
+          } else if (auto it = ips.find(*want); it != ips.end() && it->second != id) {
+            problems.push_back(
+                {"spec.clusterIP", fmt::format("Invalid value: \"{}\": provided IP is already "
+                                               "allocated to Service {}",
+                                               svc.cluster_ip, it->second)});
+            want.reset();
+          }
+        } else if (previous && !previous->cluster_ip.empty() && previous->cluster_ip != "None") {
+          auto p = parse_ipv4(previous->cluster_ip);
+          if (p && cidr_->contains(*p) && !ips.contains(*p)) want = p;
+        }
+        if (!want && svc.cluster_ip.empty()) {
+          uint32_t size = cidr_->last - cidr_->first + 1;
+          uint32_t offset = std::min<uint32_t>(std::max<uint32_t>(16, size / 16), 256);
+          want = pick_dynamic(cidr_->first, cidr_->last, offset,
+                              [&](uint32_t v) { return !ips.contains(v); });
+          if (!want) problems.push_back({"spec.clusterIP", "the service CIDR is full"});
+        }
+        if (want) {
+          ips[*want] = id;
+          a.cluster_ip = format_ipv4(*want);
+        }
+      }
+    }
+
+    bool wants_node_ports = svc.type == "NodePort" ||
+                            (svc.type == "LoadBalancer" && svc.allocate_load_balancer_node_ports);
+    auto take_port = [&](int32_t requested, int32_t prev, const std::string& field) -> int32_t {
+      auto lo = static_cast<uint32_t>(config_.node_port_min);
+      auto hi = static_cast<uint32_t>(config_.node_port_max);
+      if (requested != 0) {
+        if (requested < config_.node_port_min || requested > config_.node_port_max) {
+          problems.push_back({field, fmt::format("Invalid value: {}: provided port is not in the "
+                                                 "valid range. The range of valid ports is {}-{}",
+                                                 requested, lo, hi)});
+          return 0;
+        }
+        auto it = ports.find(requested);
+        if (it != ports.end() && it->second != id) {
+          problems.push_back({field, fmt::format("Invalid value: {}: provided port is already "
+                                                 "allocated to Service {}",
+                                                 requested, it->second)});
+          return 0;
+        }
+        ports[requested] = id;
+        return requested;
+      }
+      if (prev >= config_.node_port_min && prev <= config_.node_port_max &&
+          (!ports.contains(prev) || ports[prev] == id)) {
+        ports[prev] = id;
+        return prev;
+      }
+      uint32_t size = hi - lo + 1;
+      uint32_t offset = std::min<uint32_t>(std::max<uint32_t>(16, size / 32), 128);
+      auto v = pick_dynamic(lo, hi, offset,
+                            [&](uint32_t p) { return !ports.contains(static_cast<int32_t>(p)); });
+      if (!v) {
+        problems.push_back({field, "the NodePort range is full"});
+        return 0;
+      }
+      ports[static_cast<int32_t>(*v)] = id;
+      return static_cast<int32_t>(*v);
+    };
+    for (size_t i = 0; i < svc.ports.size(); ++i) {
+      const auto& sp = svc.ports[i];
+      std::string field = fmt::format("spec.ports[{}].nodePort", i);
+      int32_t prev = 0;
+      if (previous) {
+        auto it = previous->node_ports.find(port_key(sp));
+        if (it != previous->node_ports.end()) prev = it->second;
+      }
+      if (wants_node_ports || sp.node_port != 0) {
+        if (svc.type == "ClusterIP" || svc.type == "ExternalName") {
+          if (sp.node_port != 0)
+            problems.push_back(
+                {field, "Forbidden: may not be used when `type` is '" + svc.type + "'"});
+          continue;
+        }
+        int32_t port = take_port(sp.node_port, prev, field);
+        if (port) a.node_ports[port_key(sp)] = port;
+      }
+    }
+    if (svc.type == "LoadBalancer" && svc.external_traffic_policy == "Local") {
+      a.health_check_node_port =
+          take_port(svc.health_check_node_port, previous ? previous->health_check_node_port : 0,
+                    "spec.healthCheckNodePort");
+    }
+
+    bool our_lb = svc.type == "LoadBalancer" && (svc.load_balancer_class.empty() ||
+                                                 svc.load_balancer_class == kLoadBalancerClass);
+    if (our_lb) assign_lb(svc, id, previous, a, lbs, problems);
+
+    if (!problems.empty()) {
+      for (auto& [field, message] : problems) issue(so, field, message);
+      return false;
+    }
+    cluster_ips_ = std::move(ips);
+    node_ports_ = std::move(ports);
+    lb_ips_ = std::move(lbs);
+    out_.allocations.services[id] = std::move(a);
+    return true;
+  }
+
+ private:
+  void assign_lb(const k8s::Service& svc, const std::string& id, const ServiceAllocation* previous,
+                 ServiceAllocation& a, std::map<uint32_t, LbHolder>& lbs,
+                 std::vector<std::pair<std::string, std::string>>& problems) {
+    std::string sharing = svc.meta.annotation(std::string(kAnnotationSharing));
+    std::string pool_name = svc.meta.annotation(std::string(kAnnotationPool));
+    std::string requested = svc.load_balancer_ip;
+    std::string field = "spec.loadBalancerIP";
+    if (auto ann = svc.meta.annotation(std::string(kAnnotationIps)); !ann.empty()) {
+      requested = ann.substr(0, ann.find(','));
+      field = "metadata.annotations." + std::string(kAnnotationIps);
+    }
+    std::set<LbPort> mine;
+    for (const auto& p : svc.ports) mine.insert({p.protocol, p.port});
+    auto pool_of = [&](uint32_t ip) -> const AddressPool* {
+      for (const auto& p : pools_)
+        for (const auto& r : p.ranges)
+          if (r.contains(ip)) return &p;
+      return nullptr;
+    };
+    auto can_take = [&](uint32_t ip) {
+      auto it = lbs.find(ip);
+      if (it == lbs.end()) return true;
+      const LbHolder& h = it->second;
+      if (sharing.empty() || h.sharing_key != sharing) return false;
+      for (const auto& p : mine)
+        if (h.ports.contains(p)) return false;
+      return true;
+    };
+    auto take = [&](uint32_t ip, const AddressPool& pool) {
+      LbHolder& h = lbs[ip];
+      h.sharing_key = sharing;
+      h.ports.insert(mine.begin(), mine.end());
+      h.services.push_back(id);
+      a.load_balancer_ip = format_ipv4(ip);
+      a.pool = pool.name;
+    };
+    if (!requested.empty()) {
+      auto ip = parse_ipv4(requested);
+      const AddressPool* pool = ip ? pool_of(*ip) : nullptr;
+      if (!ip || !pool) {
+        problems.push_back(
+            {field, fmt::format("Invalid value: \"{}\": not in any address pool", requested)});
+        return;
+      }
+      if (!can_take(*ip)) {
+        const LbHolder& h = lbs[*ip];
+        problems.push_back(
+            {field, fmt::format("Invalid value: \"{}\": already used by Service {}{}", requested,
+                                h.services.front(),
+                                sharing.empty() || h.sharing_key != sharing
+                                    ? " (sharing needs the same " +
+                                          std::string(kAnnotationSharing) + " key on both)"
+                                    : " with a clashing port")});
+        return;
+      }
+      take(*ip, *pool);
+      return;
+    }
+    if (previous && !previous->load_balancer_ip.empty()) {
+      auto ip = parse_ipv4(previous->load_balancer_ip);
+      const AddressPool* pool = ip ? pool_of(*ip) : nullptr;
+      if (ip && pool && (pool_name.empty() || pool->name == pool_name) && can_take(*ip)) {
+        take(*ip, *pool);
+        return;
+      }
+    }
+    // Join an address already shared under the same key, then the lowest free one.
+    for (const auto& pool : pools_) {
+      if (!pool_name.empty() ? pool.name != pool_name : !pool.auto_assign) continue;
+      if (!sharing.empty()) {
+        for (auto& [ip, h] : lbs)
+          if (pool_of(ip) == &pool && h.sharing_key == sharing && can_take(ip)) {
+            take(ip, pool);
+            return;
+          }
+      }
+      for (const auto& r : pool.ranges)
+        for (uint32_t ip = r.first; ip <= r.last && ip >= r.first; ++ip)
+          if (!lbs.contains(ip)) {
+            take(ip, pool);
+            return;
+          }
+    }
+    problems.push_back({"status.loadBalancer",
+                        pool_name.empty()
+                            ? "no address pool has a free address"
+                            : fmt::format("address pool \"{}\" has no free address", pool_name)});
+  }
+
+  const k8s::ObjectStore& store_;
+  const AllocatorConfig& config_;
+  AllocationResult& out_;
+  std::optional<Ipv4Range> cidr_;
+  std::vector<AddressPool> pools_;
+  std::map<uint32_t, std::string> cluster_ips_;
+  std::map<int32_t, std::string> node_ports_;
+  std::map<uint32_t, LbHolder> lb_ips_;
+};
+
+}  // namespace
+
+AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& previous,
+                          const AllocatorConfig& config) {
+  AllocationResult out;
+  Allocator allocator(store, config, out);
+  struct Item {
+    const k8s::Service* svc;
+    const k8s::StoredObject* so;
+    const ServiceAllocation* prev;
+  };
+  std::vector<Item> holders, requesters, others;
+  store.for_each<k8s::Service>([&](const k8s::Service& svc, const k8s::StoredObject& so) {
+    auto it = previous.services.find(svc.meta.namespace_ + "/" + svc.meta.name);
+    const ServiceAllocation* prev = it == previous.services.end() ? nullptr : &it->second;
+    bool explicit_request = !svc.cluster_ip.empty() || !svc.load_balancer_ip.empty() ||
+                            svc.health_check_node_port != 0 ||
+                            !svc.meta.annotation(std::string(kAnnotationIps)).empty() ||
+                            std::any_of(svc.ports.begin(), svc.ports.end(),
+                                        [](const auto& p) { return p.node_port != 0; });
+    (prev ? holders : explicit_request ? requesters : others).push_back({&svc, &so, prev});
+  });
+  // Whoever held an address first keeps it; then explicit requests; then the rest, oldest first.
+  auto by_age = [](const Item& a, const Item& b) {
+    return a.svc->meta.creation_timestamp < b.svc->meta.creation_timestamp;
+  };
+  std::stable_sort(requesters.begin(), requesters.end(), by_age);
+  std::stable_sort(others.begin(), others.end(), by_age);
+  for (auto* group : {&holders, &requesters, &others})
+    for (const Item& item : *group) allocator.assign(*item.svc, *item.so, item.prev);
+  return out;
+}
+
+}  // namespace kedge::translate
