@@ -66,6 +66,27 @@ struct VirtualHost {
   const Route* match(std::string_view path) const;
 };
 
+enum class L4Protocol : uint8_t { Tcp, Udp };
+enum class L4Role : uint8_t { ClusterIP, NodePort, LoadBalancer };
+
+/// One address:port:protocol on which a Service port is reached, and where it leads.
+struct L4Listener {
+  SocketAddress address;
+  L4Protocol protocol = L4Protocol::Tcp;
+  L4Role role = L4Role::ClusterIP;
+  std::string service;              // "namespace/name:port"
+  ClusterConstPtr cluster;          // the endpoints this traffic may use (traffic policy applied)
+  uint32_t affinity_timeout_s = 0;  // sessionAffinity ClientIP; 0 = none
+};
+
+/// The health check NodePort of an `externalTrafficPolicy: Local` Service (kube-proxy's).
+struct HealthCheckListener {
+  SocketAddress address;
+  std::string namespace_;
+  std::string name;
+  size_t local_endpoints = 0;
+};
+
 struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -83,6 +104,11 @@ struct Snapshot {
   std::optional<Route> default_backend;
   std::vector<ClusterConstPtr> clusters;
   std::vector<std::string> served_ingresses;  // "namespace/name", sorted
+  std::vector<L4Listener> l4_listeners;
+  std::vector<HealthCheckListener> health_checks;
+  /// Every TCP Service port by "namespace/name:port" and "namespace/name:portname", for the
+  /// API proxy.
+  std::unordered_map<std::string, ClusterConstPtr, StringHash, std::equal_to<>> service_ports;
 
   /// Picks the virtual host for a Host header value (any case, port allowed): exact name first,
   /// then a wildcard covering exactly one more label, then the rules without a host.

@@ -31,8 +31,8 @@ class Builder {
 
   /// The cluster behind an Ingress service backend; one per (service, port, policy).
   model::ClusterConstPtr cluster(const StoredObject& ing_so, const std::string& ns,
-                                 const k8s::IngressServiceBackend& backend,
-                                 model::LbPolicy policy, const std::string& field) {
+                                 const k8s::IngressServiceBackend& backend, model::LbPolicy policy,
+                                 const std::string& field) {
     std::string port_text =
         backend.port.number ? std::to_string(*backend.port.number) : backend.port.name;
     std::string name = fmt::format("{}/{}:{}", ns, backend.name, port_text);
@@ -61,18 +61,16 @@ class Builder {
       c.problem = fmt::format("service \"{}/{}\" not found", ns, backend.name);
       return;
     }
-    if (svc->type == "ExternalName") {
-      c.problem = fmt::format("service \"{}/{}\" is of type ExternalName, which kedge does not "
-                              "proxy to",
-                              ns, backend.name);
-      return;
-    }
     const k8s::ServicePort* sp = nullptr;
     for (const auto& p : svc->ports) {
       if (backend.port.number ? p.port == *backend.port.number : p.name == backend.port.name) {
         sp = &p;
         break;
       }
+    }
+    if (svc->type == "ExternalName") {
+      fill_external_name(c, *svc, backend, sp);
+      return;
     }
     if (!sp) {
       c.problem = fmt::format("service \"{}/{}\" has no port {}", ns, backend.name,
@@ -84,14 +82,48 @@ class Builder {
       c.problem = fmt::format("service port {} is {}, not TCP", sp->port, sp->protocol);
       return;
     }
-    // Ready endpoints take traffic; only when none is ready, serving-and-terminating ones do
-    // (kube-proxy's rule, so a rolling update never drops to zero).
+    c.endpoints = endpoints_for(*svc, *sp, "");
+    if (c.endpoints.empty())
+      c.problem = fmt::format("service \"{}/{}\" port {} has no ready endpoints", ns, backend.name,
+                              sp->port);
+  }
+
+  /// ExternalName: the control thread resolved the name by DNS before translating.
+  void fill_external_name(model::Cluster& c, const k8s::Service& svc,
+                          const k8s::IngressServiceBackend& backend, const k8s::ServicePort* sp) {
+    int32_t port = sp ? (sp->target_port.number ? *sp->target_port.number : sp->port)
+                      : backend.port.number.value_or(0);
+    if (port <= 0) {
+      c.problem = fmt::format("ExternalName service \"{}/{}\" has no port {}", svc.meta.namespace_,
+                              svc.meta.name, backend.port.name);
+      return;
+    }
+    auto it = options_.external_names.find(svc.external_name);
+    if (it == options_.external_names.end() || it->second.empty()) {
+      c.problem = fmt::format("ExternalName \"{}\" of service \"{}/{}\" did not resolve",
+                              svc.external_name, svc.meta.namespace_, svc.meta.name);
+      return;
+    }
+    for (const auto& ip : it->second)
+      if (auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port)))
+        c.endpoints.push_back({*addr, svc.external_name, ""});
+  }
+
+ public:
+  /// The endpoints of one Service port that may take traffic, as kube-proxy chooses them: ready
+  /// ones; when none is ready, serving-and-terminating ones (so a rolling update never drops to
+  /// zero). With `node` set, only endpoints on that node (traffic policy Local).
+  std::vector<model::Endpoint> endpoints_for(const k8s::Service& svc, const k8s::ServicePort& sp,
+                                             const std::string& node) {
+    const std::string& ns = svc.meta.namespace_;
     std::vector<model::Endpoint> ready, terminating;
     std::set<model::SocketAddress> seen;
     auto add = [&](const k8s::Endpoint& ep, int32_t port) {
       if (port <= 0) return;
+      if (!node.empty() && ep.node_name != node) return;
       bool use_ready = ep.conditions.ready;
-      bool use_fallback = !ep.conditions.ready && ep.conditions.serving && ep.conditions.terminating;
+      bool use_fallback =
+          !ep.conditions.ready && ep.conditions.serving && ep.conditions.terminating;
       if (!use_ready && !use_fallback) return;
       for (const auto& ip : ep.addresses) {
         auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
@@ -99,30 +131,28 @@ class Builder {
         (use_ready ? ready : terminating).push_back({*addr, ep.target_pod, ep.node_name});
       }
     };
-    auto slices = slices_.find({ns, backend.name});
+    auto slices = slices_.find({ns, svc.meta.name});
     if (slices != slices_.end()) {
       for (const k8s::EndpointSlice* s : slices->second) {
         if (s->address_type == "FQDN") continue;
         // EndpointSlice ports carry the Service port's name, and the target port as number.
         int32_t port = 0;
         for (const auto& p : s->ports)
-          if (p.name == sp->name && p.protocol == sp->protocol) port = p.port;
+          if (p.name == sp.name && p.protocol == sp.protocol) port = p.port;
         for (const auto& ep : s->endpoints) add(ep, port);
       }
-    } else if (const k8s::Endpoints* eps = store_.get<k8s::Endpoints>(ns, backend.name)) {
+    } else if (const k8s::Endpoints* eps = store_.get<k8s::Endpoints>(ns, svc.meta.name)) {
       for (const auto& subset : eps->subsets) {
         int32_t port = 0;
         for (const auto& p : subset.ports)
-          if (p.name == sp->name && p.protocol == sp->protocol) port = p.port;
+          if (p.name == sp.name && p.protocol == sp.protocol) port = p.port;
         for (const auto& ep : subset.addresses) add(ep, port);
       }
     }
-    c.endpoints = !ready.empty() ? std::move(ready) : std::move(terminating);
-    if (c.endpoints.empty())
-      c.problem = fmt::format("service \"{}/{}\" port {} has no ready endpoints", ns, backend.name,
-                              sp->port);
+    return !ready.empty() ? std::move(ready) : std::move(terminating);
   }
 
+ private:
   const k8s::ObjectStore& store_;
   const Options& options_;
   k8s::Issues& issues_;
@@ -159,7 +189,8 @@ model::RouteOptions route_options(Builder& b, const StoredObject& so, const k8s:
     std::string v = ing.meta.annotation(key);
     if (v.empty()) return;
     into = parse(v);
-    if (into < 0) b.report(so, "metadata.annotations." + key, fmt::format("invalid value \"{}\"", v));
+    if (into < 0)
+      b.report(so, "metadata.annotations." + key, fmt::format("invalid value \"{}\"", v));
   };
   read("proxy-body-size", parse_size, o.max_body_bytes);
   read("proxy-connect-timeout", parse_seconds, o.connect_timeout_ms);
@@ -195,7 +226,81 @@ bool serves_ingress(const k8s::ObjectStore& store, const Options& options,
   return default_ours;
 }
 
-Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation) {
+namespace {
+
+/// Service ports as the L4 data plane and the API proxy see them.
+void build_services(Builder& b, const k8s::ObjectStore& store, const Options& options,
+                    const Allocations* allocations, model::Snapshot& snap) {
+  store.for_each<k8s::Service>([&](const k8s::Service& svc, const StoredObject& so) {
+    if (svc.type == "ExternalName") return;
+    const std::string id = svc.meta.namespace_ + "/" + svc.meta.name;
+    const ServiceAllocation* alloc = nullptr;
+    if (allocations) {
+      auto it = allocations->services.find(id);
+      if (it != allocations->services.end()) alloc = &it->second;
+    }
+    size_t local_endpoints = 0;
+    for (size_t i = 0; i < svc.ports.size(); ++i) {
+      const k8s::ServicePort& sp = svc.ports[i];
+      if (sp.protocol == "SCTP") {
+        b.report(so, fmt::format("spec.ports[{}].protocol", i), "SCTP is not forwarded by kedge");
+        continue;
+      }
+      auto make = [&](const std::string& node) {
+        auto c = std::make_shared<model::Cluster>();
+        c->name =
+            fmt::format("{}:{}/{}{}", id, sp.port, sp.protocol, node.empty() ? "" : "@" + node);
+        c->endpoints = b.endpoints_for(svc, sp, node);
+        return c;
+      };
+      model::ClusterConstPtr all = make("");
+      if (sp.protocol == "TCP") {
+        snap.service_ports[fmt::format("{}:{}", id, sp.port)] = all;
+        if (!sp.name.empty()) snap.service_ports[fmt::format("{}:{}", id, sp.name)] = all;
+      }
+      if (!alloc) continue;
+      model::ClusterConstPtr local;
+      auto local_cluster = [&] {
+        if (!local) local = make(options.node_name);
+        return local;
+      };
+      auto proto = sp.protocol == "UDP" ? model::L4Protocol::Udp : model::L4Protocol::Tcp;
+      uint32_t affinity = svc.session_affinity == "ClientIP"
+                              ? static_cast<uint32_t>(svc.session_affinity_timeout_seconds)
+                              : 0;
+      std::string name =
+          fmt::format("{}:{}", id, sp.name.empty() ? std::to_string(sp.port) : sp.name);
+      auto add = [&](const std::string& ip, int32_t port, model::L4Role role,
+                     model::ClusterConstPtr cluster) {
+        auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
+        if (!addr) return;
+        snap.l4_listeners.push_back({*addr, proto, role, name, std::move(cluster), affinity});
+      };
+      if (!alloc->cluster_ip.empty() && alloc->cluster_ip != "None")
+        add(alloc->cluster_ip, sp.port, model::L4Role::ClusterIP,
+            svc.internal_traffic_policy == "Local" ? local_cluster() : all);
+      bool external_local = svc.external_traffic_policy == "Local";
+      if (auto np = alloc->node_ports.find(port_key(sp)); np != alloc->node_ports.end())
+        for (const auto& node_ip : options.node_addresses)
+          add(node_ip, np->second, model::L4Role::NodePort, external_local ? local_cluster() : all);
+      if (!alloc->load_balancer_ip.empty())
+        add(alloc->load_balancer_ip, sp.port, model::L4Role::LoadBalancer,
+            external_local ? local_cluster() : all);
+      if (external_local) local_endpoints += local_cluster()->endpoints.size();
+    }
+    if (alloc && alloc->health_check_node_port)
+      for (const auto& node_ip : options.node_addresses)
+        if (auto addr = model::SocketAddress::parse(
+                node_ip, static_cast<uint16_t>(alloc->health_check_node_port)))
+          snap.health_checks.push_back(
+              {*addr, svc.meta.namespace_, svc.meta.name, local_endpoints});
+  });
+}
+
+}  // namespace
+
+Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation,
+                      const Allocations* allocations) {
   Translation out;
   auto snap = std::make_shared<model::Snapshot>();
   snap->generation = generation;
@@ -235,8 +340,8 @@ Translation translate(const k8s::ObjectStore& store, const Options& options, uin
       } else {
         route.cluster = b.cluster(*so, ns, *backend.service, policy, field + ".service");
       }
-      route.stats_key =
-          fmt::format("ingress=\"{}\",service=\"{}\"", id, route.cluster ? route.cluster->name : "");
+      route.stats_key = fmt::format("ingress=\"{}\",service=\"{}\"", id,
+                                    route.cluster ? route.cluster->name : "");
     };
 
     if (ing->default_backend) {
@@ -256,7 +361,8 @@ Translation translate(const k8s::ObjectStore& store, const Options& options, uin
     for (size_t ri = 0; ri < ing->rules.size(); ++ri) {
       const k8s::IngressRule& rule = ing->rules[ri];
       std::string host;
-      for (char c : rule.host) host += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (char c : rule.host)
+        host += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       model::VirtualHost* vh;
       if (host.empty()) {
         vh = &snap->any_host;
@@ -279,11 +385,12 @@ Translation translate(const k8s::ObjectStore& store, const Options& options, uin
         auto [it, fresh] =
             owners.emplace(std::make_tuple(host, static_cast<int>(r.match), r.path), id);
         if (!fresh) {
-          b.report(*so, field,
-                   fmt::format("host \"{}\" path \"{}\" ({}) is already defined by Ingress {} "
-                               "(older, or first by namespace/name); ignored",
-                               host, r.path,
-                               r.match == model::MatchType::Exact ? "Exact" : "Prefix", it->second));
+          b.report(
+              *so, field,
+              fmt::format("host \"{}\" path \"{}\" ({}) is already defined by Ingress {} "
+                          "(older, or first by namespace/name); ignored",
+                          host, r.path, r.match == model::MatchType::Exact ? "Exact" : "Prefix",
+                          it->second));
           continue;
         }
         make_route(p.backend, field + ".backend", r);
@@ -301,6 +408,7 @@ Translation translate(const k8s::ObjectStore& store, const Options& options, uin
   std::stable_sort(snap->any_host.routes.begin(), snap->any_host.routes.end(), order);
   std::sort(snap->served_ingresses.begin(), snap->served_ingresses.end());
   snap->clusters = b.clusters();
+  build_services(b, store, options, allocations, *snap);
   out.snapshot = std::move(snap);
   return out;
 }
