@@ -32,6 +32,8 @@ int Parser::on_message_begin(llhttp_t* p) {
   s.head_.clear();
   s.body_bytes_ = 0;
   s.content_length_ = 0;
+  s.in_trailers_ = false;
+  s.trailer_bytes_ = 0;
   return 0;
 }
 
@@ -60,8 +62,19 @@ int Parser::on_status(llhttp_t* p, const char* at, size_t n) {
   return 0;
 }
 
+int Parser::check_trailer_size(size_t n) {
+  trailer_bytes_ += n;
+  if (trailer_bytes_ > max_head_bytes_) {
+    error_status_ = 400;
+    user_error_ = "trailer section too large";
+    return HPE_USER;
+  }
+  return 0;
+}
+
 int Parser::on_header_field(llhttp_t* p, const char* at, size_t n) {
   Parser& s = self(p);
+  if (s.in_trailers_) return s.check_trailer_size(n);  // trailers are not part of the head
   if (int e = s.check_head_size(n)) return e;
   s.head_.append_name({at, n});
   return 0;
@@ -69,6 +82,7 @@ int Parser::on_header_field(llhttp_t* p, const char* at, size_t n) {
 
 int Parser::on_header_value(llhttp_t* p, const char* at, size_t n) {
   Parser& s = self(p);
+  if (s.in_trailers_) return s.check_trailer_size(n);
   if (int e = s.check_head_size(n)) return e;
   s.head_.append_value({at, n});
   return 0;
@@ -81,9 +95,17 @@ int Parser::on_headers_complete(llhttp_t* p) {
   s.head_.status = p->status_code;
   s.content_length_ = p->content_length;
   s.pending_ = Event::HeadersComplete;
-  // 1 tells llhttp that this response has no body (the answer to HEAD); llhttp cannot both skip
-  // the body and pause here, so execute() reports the head first and the end of message next.
-  if (p->type == HTTP_RESPONSE && s.no_body_) return 1;
+  s.in_trailers_ = true;  // header callbacks from now on are the chunked trailer section
+  // 1 tells llhttp that this response has no body: the answer to HEAD, and (RFC 9112 §6.3)
+  // 1xx, 204 and 304 whatever their Content-Length says, which llhttp 8 would otherwise read.
+  // llhttp cannot both skip the body and pause here, so execute() reports the head first and
+  // the end of message next (on the following execute, even an empty one).
+  if (p->type == HTTP_RESPONSE) {
+    int status = p->status_code;
+    bool bodyless_status =
+        (status >= 100 && status < 200 && status != 101) || status == 204 || status == 304;
+    if (s.no_body_ || bodyless_status) return 1;
+  }
   return HPE_PAUSED;
 }
 
@@ -120,7 +142,8 @@ Parser::Step Parser::execute(const char* data, size_t size) {
   }
   if (err != HPE_USER) {
     error_status_ = err == HPE_INVALID_TRANSFER_ENCODING ? 501 : 400;
-    if (err == HPE_INVALID_TRANSFER_ENCODING && parser_.flags & F_CONTENT_LENGTH) error_status_ = 400;
+    if (err == HPE_INVALID_TRANSFER_ENCODING && parser_.flags & F_CONTENT_LENGTH)
+      error_status_ = 400;
   }
   return {Event::Error, 0};
 }

@@ -77,6 +77,7 @@ class Parser {
   static int on_body(llhttp_t* p, const char* at, size_t n);
   static int on_message_complete(llhttp_t* p);
   int check_head_size(size_t n);
+  int check_trailer_size(size_t n);
 
   llhttp_t parser_;
   llhttp_settings_t settings_;
@@ -89,6 +90,8 @@ class Parser {
   bool no_body_ = false;
   bool head_reported_ = false;
   bool deferred_complete_ = false;
+  bool in_trailers_ = false;  // the head is complete: header fields now are trailers (ignored)
+  size_t trailer_bytes_ = 0;  // bounded like the head
   int error_status_ = 400;
   const char* user_error_ = nullptr;
 };
