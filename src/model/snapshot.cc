@@ -59,6 +59,15 @@ bool normalize_host(std::string_view host, std::string& out) {
 }
 
 const VirtualHost* Snapshot::find_host(std::string_view host) const {
+  // A Host header value as sent (any case, a port, a trailing dot) is normalised here; the proxy
+  // passes it normalised already, so the request path never pays for the copy.
+  std::string normalized;
+  bool raw = !host.empty() && host.back() == '.';
+  for (char c : host) raw = raw || (c >= 'A' && c <= 'Z') || c == ':';
+  if (raw) {
+    if (!normalize_host(host, normalized)) return &any_host;
+    host = normalized;
+  }
   if (auto it = exact_hosts.find(host); it != exact_hosts.end()) return &it->second;
   if (auto dot = host.find('.'); dot != std::string_view::npos && dot > 0) {
     if (auto it = wildcard_hosts.find(host.substr(dot)); it != wildcard_hosts.end())
@@ -87,7 +96,8 @@ bool unreserved(unsigned char c) {
 
 bool normalize_path(std::string_view target, std::string& out) {
   out.clear();
-  if (auto q = target.find_first_of("?#"); q != std::string_view::npos) target = target.substr(0, q);
+  if (auto q = target.find_first_of("?#"); q != std::string_view::npos)
+    target = target.substr(0, q);
   if (target.empty() || target.front() != '/') return false;
   // Decode unreserved escapes first, so "/%61dmin" routes like "/admin".
   std::string decoded;
