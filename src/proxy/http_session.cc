@@ -2,13 +2,13 @@
 
 #include "proxy/local_reply.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <array>
 
@@ -27,18 +27,17 @@ using Clock = std::chrono::steady_clock;
 /// default use-forwarded-headers=false).
 bool is_hop_by_hop(std::string_view name) {
   static constexpr std::string_view kNames[] = {
-      "connection", "keep-alive",      "proxy-connection", "te",           "trailer",
-      "upgrade",    "transfer-encoding", "expect",         "http2-settings"};
+      "connection",        "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+      "transfer-encoding", "expect",     "http2-settings"};
   for (auto n : kNames)
     if (http1::iequals(name, n)) return true;
   return false;
 }
 
 bool is_forwarding_header(std::string_view name) {
-  static constexpr std::string_view kNames[] = {"x-forwarded-for",  "x-forwarded-proto",
-                                                "x-forwarded-host", "x-forwarded-port",
-                                                "x-real-ip",        "x-request-id",
-                                                "x-scheme"};
+  static constexpr std::string_view kNames[] = {
+      "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+      "x-real-ip",       "x-request-id",      "x-scheme"};
   for (auto n : kNames)
     if (http1::iequals(name, n)) return true;
   return false;
@@ -47,6 +46,13 @@ bool is_forwarding_header(std::string_view name) {
 bool idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
          method == "DELETE" || method == "TRACE";
+}
+
+/// The free tail of `b` as a read buffer. write_ptr() may move pending bytes to the front, which
+/// changes writable(): it must run first (function arguments have no evaluation order).
+asio::mutable_buffer free_space(ByteBuffer& b) {
+  char* p = b.write_ptr();
+  return asio::buffer(p, b.writable());
 }
 
 tcp::endpoint to_asio(const model::SocketAddress& a) {
@@ -175,14 +181,16 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
       started = true;
       arm(Phase::ClientHeader, ctx_.limits.client_header_timeout);
     }
-    auto [ec, n] =
-        co_await down_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), kUseTuple);
+    // The parser consumes every byte of an incomplete head, so the buffer only fills up with a
+    // head and the body or requests behind it, which are read on after the head completes.
+    auto space = free_space(in_);
+    if (space.size() == 0) co_return co_await reply(431, true);
+    auto [ec, n] = co_await down_.async_read_some(space, kUseTuple);
     if (ec) {
       if (timed_out(Phase::ClientHeader)) co_return co_await reply(408, true);
       co_return Outcome::Close;
     }
     in_.commit(n);
-    if (!in_.writable()) co_return co_await reply(431, true);
   }
   request_.resume();
 
@@ -297,7 +305,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
 
   build_upstream_head(up_head_, upgrade, chunked);
   std::vector<const model::Endpoint*> tried;
-  bool body_sent = false;      // some of the body went upstream: no retry
+  bool body_sent = false;  // some of the body went upstream: no retry
   bool request_complete = !has_body;
   int failure_status = 502;
   const auto started = Clock::now();
@@ -377,8 +385,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
           }
         }
         arm(Phase::ClientBody, limits.client_body_timeout);
-        auto [rec, rn] =
-            co_await down_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), kUseTuple);
+        auto [rec, rn] = co_await down_.async_read_some(free_space(in_), kUseTuple);
         if (rec) {
           up_ = nullptr;
           if (timed_out(Phase::ClientBody)) co_return co_await local(408, true);
@@ -426,8 +433,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
         }
         if (step.event == http1::Parser::Event::MessageComplete) response.resume();
       }
-      auto [rec, rn] = co_await conn->socket.async_read_some(
-          asio::buffer(up_in.write_ptr(), up_in.writable()), kUseTuple);
+      auto [rec, rn] = co_await conn->socket.async_read_some(free_space(up_in), kUseTuple);
       if (rec) {
         failed = true;
         break;
@@ -444,8 +450,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       // A reset before any byte of a response may be retried when nothing was lost: the body
       // (if any) is gone, and a non-idempotent request is only resent on a stale pooled
       // connection, where the peer closed before it could have seen it.
-      bool retry = !timeout && !got_bytes && !body_sent &&
-                   (idempotent(head.method()) || reused);
+      bool retry = !timeout && !got_bytes && !body_sent && (idempotent(head.method()) || reused);
       if (retry) {
         if (reused) tried.pop_back();
         continue;
@@ -472,9 +477,8 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
     const bool client_10 = head.version_minor == 0;
     const bool dechunk = client_10 && response.chunked();
     const bool until_close = response.body_until_close();
-    bool keep_alive =
-        request_.keep_alive() && !until_close && !dechunk && !upgrade && !ctx_.draining &&
-        request_complete;
+    bool keep_alive = request_.keep_alive() && !until_close && !dechunk && !upgrade &&
+                      !ctx_.draining && request_complete;
     out_.clear();
     fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status, rh.reason());
     copy_end_to_end_fields(rh, out_, false);
@@ -511,11 +515,10 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
         break;
       }
       arm(Phase::UpstreamRead, read_timeout);
-      auto [rec, rn] = co_await conn->socket.async_read_some(
-          asio::buffer(up_in.write_ptr(), up_in.writable()), kUseTuple);
+      auto [rec, rn] = co_await conn->socket.async_read_some(free_space(up_in), kUseTuple);
       if (rec) {
-        if (rec == asio::error::eof && until_close) complete = response.finish().event ==
-                                                              http1::Parser::Event::MessageComplete;
+        if (rec == asio::error::eof && until_close)
+          complete = response.finish().event == http1::Parser::Event::MessageComplete;
         break;
       }
       up_in.commit(rn);
@@ -538,13 +541,13 @@ asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
   auto pump = [this](tcp::socket& from, tcp::socket& to, ByteBuffer& buf) -> asio::awaitable<void> {
     while (true) {
       if (!buf.empty()) {
-        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), kUseTuple);
+        auto [wec, wn] =
+            co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), kUseTuple);
         if (wec) break;
         buf.consume(wn);
       }
       arm(Phase::UpstreamRead, ctx_.limits.upstream_read_timeout);
-      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.write_ptr(), buf.writable()),
-                                                   kUseTuple);
+      auto [ec, n] = co_await from.async_read_some(free_space(buf), kUseTuple);
       if (ec) break;
       buf.commit(n);
     }

@@ -311,7 +311,9 @@ class Kedge:
         try:
             h = {"Host": host}
             h.update(headers or {})
-            c.request(method, path, body=body, headers=h)
+            chunked = any(k.lower() == "transfer-encoding" for k in h) and body is not None \
+                and not isinstance(body, (bytes, str))
+            c.request(method, path, body=body, headers=h, encode_chunked=chunked)
             r = c.getresponse()
             return Response(r.status, r.headers, r.read())
         finally:
