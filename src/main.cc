@@ -54,32 +54,68 @@ int main(int argc, char** argv) {
 
   kedge::server::ServeOptions serve;
   auto* serve_cmd = app.add_subcommand("serve", "Serve Ingress routes from Kubernetes manifests");
-  serve_cmd->add_option("--manifests", serve.manifests,
-                        "Folder (or file) of .yaml/.yml/.json manifests, watched for changes; "
-                        "repeatable")
+  serve_cmd
+      ->add_option("--manifests", serve.manifests,
+                   "Folder (or file) of .yaml/.yml/.json manifests, watched for changes; "
+                   "repeatable")
       ->required()
       ->check(CLI::ExistingPath);
   serve_cmd->add_option("--http-listen", serve.http_listen, "HTTP listener, ADDR:PORT")
       ->capture_default_str();
-  serve_cmd->add_option("--admin-listen", serve.admin_listen,
-                        "Admin listener (health, metrics, read-only API), ADDR:PORT")
+  serve_cmd
+      ->add_option("--admin-listen", serve.admin_listen,
+                   "Admin listener (health, metrics, read-only API), ADDR:PORT")
       ->capture_default_str();
   serve_cmd->add_option("--workers", serve.workers, "Worker threads; 0 = one per core")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
-  serve_cmd->add_option("--ingress-class", serve.translate.ingress_class,
-                        "IngressClass name kedge answers to (controller kedge.dev/ingress-controller)")
+  serve_cmd
+      ->add_option("--ingress-class", serve.translate.ingress_class,
+                   "IngressClass name kedge answers to (controller kedge.dev/ingress-controller)")
       ->capture_default_str();
-  serve_cmd->add_option("--watch-ingress-without-class", serve.translate.watch_ingress_without_class,
-                        "Serve Ingresses that name no class")
+  serve_cmd
+      ->add_option("--watch-ingress-without-class", serve.translate.watch_ingress_without_class,
+                   "Serve Ingresses that name no class")
       ->capture_default_str();
   serve_cmd->add_option("--publish-status-address", serve.publish_status_address,
                         "Address written to Ingress status.loadBalancer (default: the HTTP "
                         "listen address, 127.0.0.1 for a wildcard)");
-  serve_cmd->add_option("--shutdown-grace-ms", serve.shutdown_grace_ms,
-                        "On SIGTERM, how long requests in flight may finish")
+  serve_cmd
+      ->add_option("--shutdown-grace-ms", serve.shutdown_grace_ms,
+                   "On SIGTERM, how long requests in flight may finish")
       ->capture_default_str();
   add_limit_flags(*serve_cmd, serve.limits);
+  serve_cmd
+      ->add_option("--service-cidr", serve.allocator.service_cidr,
+                   "IPv4 range for ClusterIPs; the default is on loopback, so it needs no "
+                   "network set-up on one machine")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--service-node-port-range", serve.node_port_range, "NodePort range MIN-MAX")
+      ->capture_default_str();
+  serve_cmd->add_option("--lb-pool", serve.lb_pools,
+                        "LoadBalancer address pool NAME=CIDR|FIRST-LAST[,...] (repeatable); "
+                        "metallb.io/v1beta1 IPAddressPool objects add pools too");
+  serve_cmd->add_option("--node-name", serve.translate.node_name,
+                        "This node's name, for traffic policy Local (default: the host name)");
+  serve_cmd->add_option("--node-address", serve.translate.node_addresses,
+                        "Address where NodePorts open (repeatable; default: every local IPv4 "
+                        "address)");
+  serve_cmd->add_option("--state-dir", serve.state_dir,
+                        "Folder that keeps Service allocations across restarts (default: none)");
+  serve_cmd
+      ->add_option_function<int64_t>(
+          "--udp-idle-timeout",
+          [&serve](int64_t v) { serve.l4.udp_idle_timeout = std::chrono::milliseconds(v); },
+          "ms after which an idle UDP flow of a Service is forgotten")
+      ->default_str("30000");
+  serve_cmd->add_option("--api-proxy-listen", serve.api_proxy_listen,
+                        "Serve the Kubernetes API server's service proxy paths here, ADDR:PORT "
+                        "(off by default; for debugging)");
+  serve_cmd
+      ->add_option("--api-proxy-token-file", serve.api_proxy_token_file,
+                   "Bearer token that API proxy requests must carry")
+      ->check(CLI::ExistingFile);
 
   std::vector<std::string> check_manifests;
   kedge::translate::Options check_options;

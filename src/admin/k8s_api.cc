@@ -49,8 +49,8 @@ AdminResponse status_error(int code, const std::string& reason, const std::strin
 json resource_list(const std::string& group_version) {
   json resources = json::array();
   for (const Resource& r : kResources) {
-    std::string gv = std::string(r.group).empty() ? r.version
-                                                  : std::string(r.group) + "/" + r.version;
+    std::string gv =
+        std::string(r.group).empty() ? r.version : std::string(r.group) + "/" + r.version;
     if (gv != group_version) continue;
     json item = {{"name", r.plural},
                  {"singularName", r.singular},
@@ -82,13 +82,35 @@ std::vector<std::string> split_path(const std::string& path) {
 json render(const k8s::StoredObject& so, const Resource& r, const control::PublishedState& state,
             const AdminSources& sources) {
   json obj = so.raw;
-  obj["apiVersion"] = std::string(r.group).empty() ? r.version
-                                                   : std::string(r.group) + "/" + r.version;
+  obj["apiVersion"] =
+      std::string(r.group).empty() ? r.version : std::string(r.group) + "/" + r.version;
   obj["kind"] = r.kind;
   const k8s::ObjectMeta& m = k8s::meta_of(so.object);
   if (r.namespaced) obj["metadata"]["namespace"] = m.namespace_;
   if (!obj["metadata"].contains("creationTimestamp"))
     obj["metadata"]["creationTimestamp"] = nullptr;
+  if (r.store_kind == k8s::Kind::Service) {
+    auto it = state.allocations.services.find(m.namespace_ + "/" + m.name);
+    if (it != state.allocations.services.end()) {
+      const translate::ServiceAllocation& a = it->second;
+      json& spec = obj["spec"];
+      if (!a.cluster_ip.empty()) {
+        spec["clusterIP"] = a.cluster_ip;
+        spec["clusterIPs"] = {a.cluster_ip};
+      }
+      const auto& svc = std::get<k8s::Service>(so.object);
+      if (spec.contains("ports") && spec["ports"].is_array())
+        for (size_t i = 0; i < svc.ports.size() && i < spec["ports"].size(); ++i) {
+          auto np = a.node_ports.find(translate::port_key(svc.ports[i]));
+          if (np != a.node_ports.end()) spec["ports"][i]["nodePort"] = np->second;
+        }
+      if (a.health_check_node_port) spec["healthCheckNodePort"] = a.health_check_node_port;
+      obj["status"] = {{"loadBalancer", json::object()}};
+      if (!a.load_balancer_ip.empty())
+        obj["status"]["loadBalancer"]["ingress"] = {
+            {{"ip", a.load_balancer_ip}, {"ipMode", "VIP"}}};
+    }
+  }
   if (r.store_kind == k8s::Kind::Ingress) {
     const auto& served = state.snapshot->served_ingresses;
     std::string id = m.namespace_ + "/" + m.name;
@@ -113,11 +135,11 @@ std::optional<AdminResponse> handle_k8s_api(const AdminRequest& req,
                                {"platform", "linux/amd64"}});
   }
   if (p == "/api") {
-    return json_response(200, {{"kind", "APIVersions"},
-                               {"versions", {"v1"}},
-                               {"serverAddressByClientCIDRs",
-                                {{{"clientCIDR", "0.0.0.0/0"},
-                                  {"serverAddress", sources.server_address}}}}});
+    return json_response(
+        200, {{"kind", "APIVersions"},
+              {"versions", {"v1"}},
+              {"serverAddressByClientCIDRs",
+               {{{"clientCIDR", "0.0.0.0/0"}, {"serverAddress", sources.server_address}}}}});
   }
   if (p == "/apis") {
     json groups = json::array();
@@ -134,8 +156,10 @@ std::optional<AdminResponse> handle_k8s_api(const AdminRequest& req,
   if (parts.empty() || (parts[0] != "api" && parts[0] != "apis")) return std::nullopt;
   // /api/v1/... or /apis/GROUP/VERSION/...
   size_t at = parts[0] == "api" ? 2 : 3;
-  if (parts.size() < at) return status_error(404, "NotFound", "the server could not find the "
-                                                              "requested resource");
+  if (parts.size() < at)
+    return status_error(404, "NotFound",
+                        "the server could not find the "
+                        "requested resource");
   std::string group = parts[0] == "api" ? "" : parts[1];
   std::string version = parts[at - 1];
   std::string gv = group.empty() ? version : group + "/" + version;
@@ -159,8 +183,7 @@ std::optional<AdminResponse> handle_k8s_api(const AdminRequest& req,
     if (r.group == group && r.version == version && r.plural == plural) res = &r;
   if (!res)
     return status_error(404, "NotFound", "the server could not find the requested resource");
-  if (req.method != "GET")
-    return status_error(405, "MethodNotAllowed", "this API is read-only");
+  if (req.method != "GET") return status_error(405, "MethodNotAllowed", "this API is read-only");
   if (!state || !state->snapshot)
     return status_error(503, "ServiceUnavailable", "no configuration loaded yet");
   if (!name.empty()) {

@@ -18,7 +18,10 @@ class Controller {
  public:
   using Publish = std::function<void(model::SnapshotConstPtr)>;
 
-  Controller(k8s::ManifestSource& source, translate::Options options, StateSlot& slot,
+  /// `state_dir`, when not empty, keeps the allocations across restarts
+  /// (state_dir/allocations.json, replaced atomically).
+  Controller(k8s::ManifestSource& source, translate::Options options,
+             translate::AllocatorConfig allocator, std::string state_dir, StateSlot& slot,
              Publish publish);
 
   /// Loads and publishes once; returns the number of issues found.
@@ -30,7 +33,13 @@ class Controller {
 
  private:
   k8s::ManifestSource& source_;
+  void resolve_external_names(const k8s::ObjectStore& store);
+  void save_allocations();
+
   translate::Options options_;
+  translate::AllocatorConfig allocator_;
+  std::string state_dir_;
+  translate::Allocations allocations_;
   StateSlot& slot_;
   Publish publish_;
   uint64_t generation_ = 0;

@@ -3,6 +3,7 @@
 #include "k8s/issue.h"
 #include "k8s/object_store.h"
 #include "model/snapshot.h"
+#include "translate/allocator.h"
 
 #include <chrono>
 #include <memory>
@@ -16,8 +17,9 @@ struct PublishedState {
   k8s::ObjectStore store;
   model::SnapshotConstPtr snapshot;
   k8s::Issues issues;
-  uint64_t reloads = 0;         // successful publications so far
-  uint64_t issues_total = 0;    // issues reported over all loads
+  translate::Allocations allocations;  // Services' ClusterIPs, NodePorts, LoadBalancer IPs
+  uint64_t reloads = 0;                // successful publications so far
+  uint64_t issues_total = 0;           // issues reported over all loads
   std::chrono::system_clock::time_point published_at;
 };
 using PublishedStateConstPtr = std::shared_ptr<const PublishedState>;

@@ -79,7 +79,6 @@ struct ListenerState {
   model::L4Listener config;
   tcp::acceptor acceptor;
   udp::socket udp_socket;
-  uint32_t next = 0;  // round robin
   bool closed = false;
   std::map<udp::endpoint, std::shared_ptr<UdpFlow>> udp_flows;
 };
@@ -267,10 +266,11 @@ class UserspaceDataPlane final : public DataPlane {
           }
       }
     }
+    uint32_t& next = round_robin_[s.config.service];  // shared by the Service's listeners
     for (size_t i = 0; i < eps.size(); ++i) {
-      const model::Endpoint& e = eps[(s.next + i) % eps.size()];
+      const model::Endpoint& e = eps[(next + i) % eps.size()];
       if (std::find(tried.begin(), tried.end(), &e) != tried.end()) continue;
-      s.next = static_cast<uint32_t>((s.next + i + 1) % eps.size());
+      next = static_cast<uint32_t>((next + i + 1) % eps.size());
       if (!akey.empty())
         affinity_[akey] = {e.address,
                            Clock::now() + std::chrono::seconds(s.config.affinity_timeout_s)};
@@ -471,6 +471,7 @@ class UserspaceDataPlane final : public DataPlane {
   std::map<model::SocketAddress, std::shared_ptr<HealthState>> health_;
   std::list<std::shared_ptr<TcpFlow>> tcp_flows_;
   std::map<std::string, std::pair<model::SocketAddress, Clock::time_point>> affinity_;
+  std::map<std::string, uint32_t> round_robin_;
 };
 
 }  // namespace

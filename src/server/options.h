@@ -1,5 +1,6 @@
 #pragma once
 
+#include "l4/data_plane.h"
 #include "proxy/limits.h"
 #include "translate/translator.h"
 
@@ -13,12 +14,21 @@ struct ServeOptions {
   std::vector<std::string> manifests;
   std::string http_listen = "0.0.0.0:8080";
   std::string admin_listen = "127.0.0.1:10254";
-  int workers = 0;  // 0: one per core
+  int workers = 0;                     // 0: one per core
   std::string publish_status_address;  // default: the HTTP listen address (127.0.0.1 for any)
   std::string log_level = "info";
   int64_t shutdown_grace_ms = 5000;
   translate::Options translate;
   proxy::Limits limits;
+  // Services.
+  translate::AllocatorConfig allocator;
+  std::string node_port_range = "30000-32767";
+  std::vector<std::string> lb_pools;  // NAME=CIDR|FIRST-LAST
+  std::string state_dir;
+  l4::UserspaceOptions l4;
+  // API proxy (off unless both are given).
+  std::string api_proxy_listen;
+  std::string api_proxy_token_file;
 };
 
 /// Parses "ADDR:PORT", "[v6]:PORT" or ":PORT". Returns false on a malformed value.

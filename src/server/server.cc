@@ -4,8 +4,12 @@
 #include "server/options.h"
 #include "server/worker.h"
 
-#include <csignal>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
+#include <csignal>
 
 #include <iostream>
 
@@ -31,6 +35,73 @@ bool split_host_port(const std::string& text, std::string& host, uint16_t& port)
   return !ec;
 }
 
+namespace {
+
+/// Every IPv4 address of this machine's interfaces (where NodePorts open by default).
+std::vector<std::string> local_addresses() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return {"127.0.0.1"};
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char buf[NI_MAXHOST];
+    if (getnameinfo(i->ifa_addr, sizeof(sockaddr_in), buf, sizeof buf, nullptr, 0,
+                    NI_NUMERICHOST) == 0)
+      out.push_back(buf);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+/// Fills the allocator's ranges from the flags; false (with a message) on a bad value.
+bool service_config(ServeOptions& o) {
+  auto dash = o.node_port_range.find('-');
+  try {
+    o.allocator.node_port_min = std::stoi(o.node_port_range.substr(0, dash));
+    o.allocator.node_port_max = std::stoi(o.node_port_range.substr(dash + 1));
+  } catch (...) {
+    dash = std::string::npos;
+  }
+  if (dash == std::string::npos || o.allocator.node_port_min < 1 ||
+      o.allocator.node_port_max > 65535 || o.allocator.node_port_min > o.allocator.node_port_max) {
+    spdlog::error("--service-node-port-range: expected MIN-MAX, got \"{}\"", o.node_port_range);
+    return false;
+  }
+  if (!translate::Ipv4Range::parse(o.allocator.service_cidr, true)) {
+    spdlog::error("--service-cidr: expected an IPv4 CIDR, got \"{}\"", o.allocator.service_cidr);
+    return false;
+  }
+  for (const auto& text : o.lb_pools) {
+    auto eq = text.find('=');
+    std::string name = eq == std::string::npos ? "default" : text.substr(0, eq);
+    std::string ranges = eq == std::string::npos ? text : text.substr(eq + 1);
+    translate::AddressPool pool{name, {}, true};
+    size_t start = 0;
+    while (start <= ranges.size()) {
+      size_t comma = ranges.find(',', start);
+      std::string one = ranges.substr(start, comma == std::string::npos ? comma : comma - start);
+      auto r = translate::Ipv4Range::parse(one, true);
+      if (!r) {
+        spdlog::error("--lb-pool: \"{}\" is not an IPv4 CIDR or FIRST-LAST range", one);
+        return false;
+      }
+      pool.ranges.push_back(*r);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    o.allocator.pools.push_back(std::move(pool));
+  }
+  if (o.translate.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    o.translate.node_name = host;
+  }
+  if (o.translate.node_addresses.empty()) o.translate.node_addresses = local_addresses();
+  return true;
+}
+
+}  // namespace
+
 int run_check(const std::vector<std::string>& manifests, const translate::Options& options) {
   std::vector<std::filesystem::path> roots(manifests.begin(), manifests.end());
   k8s::ManifestSource source(roots);
@@ -47,7 +118,9 @@ int run_check(const std::vector<std::string>& manifests, const translate::Option
   return n == 0 ? 0 : 1;
 }
 
-int run_serve(const ServeOptions& options) {
+int run_serve(const ServeOptions& flags) {
+  ServeOptions options = flags;
+  if (!service_config(options)) return 2;
   std::string http_host, admin_host;
   uint16_t http_port = 0, admin_port = 0;
   if (!split_host_port(options.http_listen, http_host, http_port)) {
@@ -70,8 +143,9 @@ int run_serve(const ServeOptions& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  int n_workers = options.workers > 0 ? options.workers
-                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n_workers = options.workers > 0
+                      ? options.workers
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<Worker>> workers;
   auto http_endpoint = asio::ip::tcp::endpoint(asio::ip::make_address(http_host), http_port);
   try {
@@ -88,8 +162,7 @@ int run_serve(const ServeOptions& options) {
 
   control::StateSlot slot;
   std::string publish = options.publish_status_address;
-  if (publish.empty())
-    publish = http_endpoint.address().is_unspecified() ? "127.0.0.1" : http_host;
+  if (publish.empty()) publish = http_endpoint.address().is_unspecified() ? "127.0.0.1" : http_host;
   admin::AdminSources sources{slot,
                               [&workers] {
                                 proxy::Stats total;
@@ -109,9 +182,11 @@ int run_serve(const ServeOptions& options) {
 
   std::vector<std::filesystem::path> roots(options.manifests.begin(), options.manifests.end());
   k8s::ManifestSource source(roots);
-  control::Controller controller(source, options.translate, slot,
-                                 [&workers](model::SnapshotConstPtr snapshot) {
+  std::unique_ptr<l4::DataPlane> data_plane = l4::make_userspace_data_plane(options.l4);
+  control::Controller controller(source, options.translate, options.allocator, options.state_dir,
+                                 slot, [&](model::SnapshotConstPtr snapshot) {
                                    for (auto& w : workers) w->publish(snapshot);
+                                   data_plane->apply(snapshot);
                                  });
   controller.load_now();
   for (auto& w : workers) w->start();
@@ -129,6 +204,7 @@ int run_serve(const ServeOptions& options) {
   control_thread.join();
   for (auto& w : workers) w->drain(std::chrono::milliseconds(options.shutdown_grace_ms));
   for (auto& w : workers) w->join();
+  data_plane->stop();
   admin->stop();
   spdlog::info("stopped");
   return 0;

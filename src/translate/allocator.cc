@@ -117,7 +117,7 @@ class Allocator {
                                            const k8s::StoredObject& so) {
       AddressPool pool{p.meta.name, {}, p.auto_assign};
       for (size_t i = 0; i < p.addresses.size(); ++i) {
-        auto r = Ipv4Range::parse(p.addresses[i], false);
+        auto r = Ipv4Range::parse(p.addresses[i], true);
         if (!r) {
           issue(so, fmt::format("spec.addresses[{}]", i),
                 fmt::format("Invalid value: \"{}\": not an IPv4 CIDR or range", p.addresses[i]));
