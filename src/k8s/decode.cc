@@ -1,5 +1,6 @@
 #include "k8s/decode.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
@@ -34,10 +35,9 @@ bool is_dns_subdomain(std::string_view s) {
 }
 
 bool is_ip_literal(std::string_view s) {
-  if (s.find(':') != std::string_view::npos) return true;
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
-  });
+  std::string text(s);
+  unsigned char buf[16];
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
 }
 
 std::optional<std::string> base64_decode(const std::string& in) {
@@ -279,7 +279,7 @@ Service decode_service(Reader& r, const json& doc) {
     if (sp.target_port.empty()) sp.target_port.number = sp.port;
     if (auto np = r.integer(p, path, "nodePort")) sp.node_port = static_cast<int32_t>(*np);
     sp.app_protocol = r.string(p, path, "appProtocol");
-    if (!names.insert(sp.name).second)
+    if (!sp.name.empty() && !names.insert(sp.name).second)
       r.error(path + ".name", fmt::format("Duplicate value: \"{}\"", sp.name));
     s.ports.push_back(std::move(sp));
   });
@@ -427,10 +427,15 @@ Ingress decode_ingress(Reader& r, const json& doc) {
         r.error(path + ".host", fmt::format("Invalid value: \"{}\": must be a DNS name, not an IP "
                                             "address",
                                             ir.host));
-      else if (!is_dns_subdomain(h))
+      else if (!is_dns_subdomain(h) && ir.host.find('*') != std::string::npos)
         r.error(path + ".host",
                 fmt::format("Invalid value: \"{}\": a wildcard DNS-1123 subdomain must start with "
                             "'*.', followed by a valid DNS subdomain",
+                            ir.host));
+      else if (!is_dns_subdomain(h))
+        r.error(path + ".host",
+                fmt::format("Invalid value: \"{}\": a lowercase RFC 1123 subdomain must consist "
+                            "of lower case alphanumeric characters, '-' or '.'",
                             ir.host));
     }
     const json* http = r.member(rule, "http");
@@ -461,11 +466,13 @@ Ingress decode_ingress(Reader& r, const json& doc) {
       }
       if (hp.path_type != PathType::ImplementationSpecific &&
           (hp.path.find("//") != std::string::npos || hp.path.find("/./") != std::string::npos ||
-           hp.path.find("/../") != std::string::npos || hp.path.ends_with("/..") ||
+           hp.path.find("/../") != std::string::npos || hp.path.find("%2f") != std::string::npos ||
+           hp.path.find("%2F") != std::string::npos || hp.path.ends_with("/..") ||
            hp.path.ends_with("/.")))
-        r.error(
-            ppath + ".path",
-            fmt::format("Invalid value: \"{}\": must not contain '//', '/./' or '/../'", hp.path));
+        r.error(ppath + ".path",
+                fmt::format("Invalid value: \"{}\": must not contain '//', '/./', '/../' or "
+                            "'%2F', nor end in '/.' or '/..'",
+                            hp.path));
       const json* b = r.member(p, "backend");
       if (!b)
         r.error(ppath + ".backend", "Required value");
@@ -550,7 +557,7 @@ DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap
     if (auto it = md->find("namespace"); it != md->end() && it->is_string()) out.namespace_ = *it;
   }
   if (out.kind.empty() || out.api_version.empty()) {
-    r.error(out.kind.empty() ? "kind" : "apiVersion", "Required value");
+    if (r.errors() == 0) r.error(out.kind.empty() ? "kind" : "apiVersion", "Required value");
     return out;
   }
   const std::string& av = out.api_version;

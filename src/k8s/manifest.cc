@@ -68,7 +68,9 @@ json to_json(const YAML::Node& node, const std::string& path, LineMap& lines) {
 /// Decodes one top-level document, expanding `kind: List`.
 void add_document(const json& doc, const Origin& origin, const LineMap* lines, ManifestFile& out) {
   if (doc.is_null()) return;  // empty document
-  if (doc.is_object() && doc.value("kind", "") == "List" && doc.contains("items")) {
+  // `kind` may be anything here (decode_object reports a bad one); comparing never throws.
+  if (doc.is_object() && doc.contains("items") && doc.contains("kind") &&
+      doc.at("kind") == "List") {
     const json& items = doc["items"];
     if (!items.is_array()) {
       out.issues.push_back({origin.file, origin.line, "List", "", "", "items", "must be a list"});
