@@ -37,7 +37,11 @@ class Builder {
         backend.port.number ? std::to_string(*backend.port.number) : backend.port.name;
     std::string name = fmt::format("{}/{}:{}", ns, backend.name, port_text);
     std::string key = name + (policy == model::LbPolicy::LeastRequest ? "#lr" : "");
-    if (auto it = clusters_.find(key); it != clusters_.end()) return it->second;
+    if (auto it = clusters_.find(key); it != clusters_.end()) {
+      // Every backend that uses a broken Service is reported, not only the first one.
+      if (!it->second->problem.empty()) report(ing_so, field, it->second->problem);
+      return it->second;
+    }
     auto c = std::make_shared<model::Cluster>();
     c->name = name;
     c->lb = policy;
@@ -257,6 +261,7 @@ void build_services(Builder& b, const k8s::ObjectStore& store, const Options& op
       if (sp.protocol == "TCP") {
         snap.service_ports[fmt::format("{}:{}", id, sp.port)] = all;
         if (!sp.name.empty()) snap.service_ports[fmt::format("{}:{}", id, sp.name)] = all;
+        snap.service_ports.try_emplace(id + ":", all);  // no port named: the first one
       }
       if (!alloc) continue;
       model::ClusterConstPtr local;
