@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <csignal>
 
+#include <fstream>
 #include <iostream>
 
 namespace kedge::server {
@@ -158,6 +159,32 @@ int run_serve(const ServeOptions& flags) {
   } catch (const boost::system::system_error& e) {
     spdlog::error("cannot listen on {}: {}", options.http_listen, e.code().message());
     return 1;
+  }
+
+  if (!options.api_proxy_listen.empty()) {
+    std::string host, token;
+    uint16_t port = 0;
+    if (options.api_proxy_token_file.empty() ||
+        !split_host_port(options.api_proxy_listen, host, port)) {
+      spdlog::error("--api-proxy-listen needs ADDR:PORT and --api-proxy-token-file");
+      return 2;
+    }
+    std::ifstream in(options.api_proxy_token_file);
+    std::getline(in, token);
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+      token.pop_back();
+    if (token.empty()) {
+      spdlog::error("--api-proxy-token-file {} holds no token", options.api_proxy_token_file);
+      return 2;
+    }
+    auto ep = asio::ip::tcp::endpoint(asio::ip::make_address(host), port);
+    try {
+      for (auto& w : workers) ep.port(w->listen(ep, proxy::ListenerInfo{"http", port, token}));
+    } catch (const boost::system::system_error& e) {
+      spdlog::error("cannot listen on {}: {}", options.api_proxy_listen, e.code().message());
+      return 1;
+    }
+    spdlog::info("API proxy on {}:{} (bearer token required)", host, ep.port());
   }
 
   control::StateSlot slot;
