@@ -1,5 +1,6 @@
 #include "proxy/http_session.h"
 
+#include "proxy/api_proxy.h"
 #include "proxy/local_reply.h"
 
 #include <fmt/format.h>
@@ -68,11 +69,11 @@ tcp::endpoint to_asio(const model::SocketAddress& a) {
 
 /// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
 void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
-                            bool drop_length = false) {
+                            std::string_view drop_name = {}) {
   for (size_t i = 0; i < head.size(); ++i) {
     std::string_view name = head.name(i);
     if (is_hop_by_hop(name) || (drop_forwarding && is_forwarding_header(name))) continue;
-    if (drop_length && http1::iequals(name, "content-length")) continue;
+    if (!drop_name.empty() && http1::iequals(name, drop_name)) continue;
     if (head.has_token("connection", name)) continue;
     out.append(name);
     out.append(": ");
@@ -177,10 +178,6 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
         continue;
       }
     }
-    if (!started) {
-      started = true;
-      arm(Phase::ClientHeader, ctx_.limits.client_header_timeout);
-    }
     // The parser consumes every byte of an incomplete head, so the buffer only fills up with a
     // head and the body or requests behind it, which are read on after the head completes.
     auto space = free_space(in_);
@@ -191,6 +188,10 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
       co_return Outcome::Close;
     }
     in_.commit(n);
+    if (!started) {  // the first byte of a request: the whole head must follow in time
+      started = true;
+      arm(Phase::ClientHeader, ctx_.limits.client_header_timeout);
+    }
   }
   request_.resume();
 
@@ -204,8 +205,9 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
 
   // Framing rules that keep request smuggling out (RFC 9112 §6.3).
   bool has_te = head.count("transfer-encoding") > 0;
-  if ((has_te && head.count("content-length") > 0) || head.count("content-length") > 1 ||
-      head.version_major != 1) {
+  // A request body is chunked or has a length; any other transfer coding cannot be framed.
+  if ((has_te && head.count("content-length") > 0) || (has_te && !request_.chunked()) ||
+      head.count("content-length") > 1 || head.version_major != 1) {
     ctx_.stats.unrouted[400]++;
     co_return co_await reply(400, true);
   }
@@ -235,6 +237,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   }
 
   model::SnapshotConstPtr snapshot = ctx_.snapshot;  // this request keeps its snapshot
+  if (!listener_.api_proxy_token.empty()) co_return co_await api_proxy(snapshot);
   const model::Route* route = snapshot ? snapshot->route(host_, path_) : nullptr;
   bool has_body = request_.chunked() || request_.content_length().value_or(0) > 0;
   if (!route) {
@@ -245,9 +248,39 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   co_return outcome;
 }
 
+asio::awaitable<HttpSession::Outcome> HttpSession::api_proxy(
+    const model::SnapshotConstPtr& snapshot) {
+  const http1::MessageHead& head = request_.head();
+  bool close =
+      request_.chunked() || request_.content_length().value_or(0) > 0 || !request_.keep_alive();
+  if (!api_proxy_authorized(head.get("authorization"), listener_.api_proxy_token)) {
+    ctx_.stats.unrouted[401]++;
+    co_return co_await reply(401, close);
+  }
+  ApiProxyTarget t = snapshot ? resolve_api_proxy(*snapshot, head.target()) : ApiProxyTarget{404};
+  if (t.status == 301) {
+    std::string bytes =
+        fmt::format("HTTP/1.1 301 Moved Permanently\r\nLocation: {}\r\nContent-Length: 0\r\n{}\r\n",
+                    t.location, close ? "Connection: close\r\n" : "");
+    co_await write_down(bytes.data(), bytes.size());
+    co_return close ? Outcome::Close : Outcome::KeepAlive;
+  }
+  if (t.status != 0) {
+    ctx_.stats.unrouted[t.status]++;
+    co_return co_await reply(t.status, close);
+  }
+  model::Route route;
+  route.cluster = t.cluster;
+  route.stats_key = fmt::format("ingress=\"\",service=\"{}\"", t.cluster->name);
+  target_override_ = std::move(t.upstream_target);
+  Outcome outcome = co_await proxy(route);
+  target_override_.clear();
+  co_return outcome;
+}
+
 void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunked) {
   const http1::MessageHead& head = request_.head();
-  std::string_view target = head.target();
+  std::string_view target = target_override_.empty() ? head.target() : target_override_;
   if (target.starts_with("http://") || target.starts_with("https://")) {
     auto rest = target.substr(target.find("//") + 2);
     auto slash = rest.find('/');
@@ -261,7 +294,8 @@ void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunk
   bool found_host = false;
   std::string_view host = head.get("host", &found_host);
   if (!found_host) out.append("Host: ").append(host_).append("\r\n");
-  copy_end_to_end_fields(head, out, true);
+  // The API proxy's bearer token is for kedge, not for the endpoint.
+  copy_end_to_end_fields(head, out, true, target_override_.empty() ? "" : "authorization");
   if (upgrade) {
     out.append("Connection: upgrade\r\nUpgrade: ").append(head.get("upgrade")).append("\r\n");
   }

@@ -352,7 +352,7 @@ class Kedge:
 
     def metric(self, name: str, labels: str = "") -> float | None:
         """The value of one sample, e.g. metric("kedge_config_errors")."""
-        pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else r"(\{\})?")
+        pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else r"(?:\{\})?")
         m = re.search(r"^" + pattern + r" ([0-9.e+\-]+)$", self.metrics(), re.M)
         return float(m.group(1)) if m else None
 

@@ -1,0 +1,254 @@
+"""Client connections: keep-alive, pipelining and WebSocket tunnels."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import struct
+
+import pytest
+
+from conftest import (
+    endpoint_slice,
+    ingress,
+    is_closed,
+    path_rule,
+    raw_connect,
+    read_response,
+    service,
+    timeout,
+)
+
+
+@pytest.fixture(scope="module")
+def proxy(module_env):
+    env = module_env
+    e = env.echo("conn")
+    env.write("apps.yaml", service("conn"), endpoint_slice("conn", e.port, [e.endpoint()]))
+    env.write("ingress.yaml", ingress("conn", [("conn.test", [path_rule("/", "conn")])]))
+    return env.kedge()
+
+
+# --------------------------------------------------------------------------------------------
+# Keep-alive
+
+
+def test_keep_alive_reuses_connection(proxy):
+    before = proxy.metric("kedge_accepted_connections_total")
+    c = proxy.connection()
+    try:
+        c.connect()
+        local = c.sock.getsockname()
+        for i in range(5):
+            c.request("GET", f"/ka/{i}", headers={"Host": "conn.test"})
+            r = c.getresponse()
+            body = r.read()
+            assert r.status == 200
+            assert r.headers.get("Connection", "").lower() != "close"
+            assert f"/ka/{i}".encode() in body
+            assert c.sock is not None and c.sock.getsockname() == local, "reconnected"
+    finally:
+        c.close()
+    after = proxy.metric("kedge_accepted_connections_total")
+    assert after - before == 1
+
+
+def test_connection_close_is_honoured(proxy):
+    s = raw_connect(proxy.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET /bye HTTP/1.1\r\nHost: conn.test\r\nConnection: close\r\n\r\n")
+        r = read_response(f)
+        assert r.status == 200
+        assert (r.header("connection") or "").lower() == "close"
+        assert f.read() == b""  # and closed
+
+
+def test_http10_client(proxy):
+    s = raw_connect(proxy.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET /old HTTP/1.0\r\nHost: conn.test\r\n\r\n")
+        r = read_response(f)
+        assert r.status == 200
+        assert r.json()["path"] == "/old"
+        assert f.read() == b""  # HTTP/1.0 without keep-alive: closed after the response
+
+
+def test_pipelined_requests_answered_in_order(proxy):
+    s = raw_connect(proxy.http_port)
+    with s, s.makefile("rb") as f:
+        # The first one is slowest: answers must still come back in request order.
+        reqs = b"".join(
+            b"GET /pipe/%d?delay_ms=%d HTTP/1.1\r\nHost: conn.test\r\n\r\n" % (i, d)
+            for i, d in enumerate([300, 100, 0, 0]))
+        reqs += b"POST /pipe/4 HTTP/1.1\r\nHost: conn.test\r\nContent-Length: 5\r\n\r\nhello"
+        reqs += b"GET /pipe/5 HTTP/1.1\r\nHost: conn.test\r\nConnection: close\r\n\r\n"
+        s.sendall(reqs)
+        paths = []
+        for _ in range(6):
+            r = read_response(f)
+            assert r.status == 200, r
+            paths.append(r.json()["path"].split("?")[0])
+        assert paths == [f"/pipe/{i}" for i in range(6)]
+        assert f.read() == b""
+
+
+def test_pipelined_with_404_in_between(proxy):
+    s = raw_connect(proxy.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: conn.test\r\n\r\n"
+                  b"GET /b HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"
+                  b"GET /c HTTP/1.1\r\nHost: conn.test\r\n\r\n")
+        a, b, c = read_response(f), read_response(f), read_response(f)
+    assert (a.status, b.status, c.status) == (200, 404, 200)
+    assert a.json()["path"] == "/a" and c.json()["path"] == "/c"
+
+
+def test_head_request(proxy):
+    s = raw_connect(proxy.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"HEAD /h?bytes=1000 HTTP/1.1\r\nHost: conn.test\r\n\r\n"
+                  b"GET /after HTTP/1.1\r\nHost: conn.test\r\n\r\n")
+        h = read_response(f, head_request=True)
+        assert h.status == 200 and h.header("content-length") == "1000"
+        g = read_response(f)
+        assert g.status == 200 and g.json()["path"] == "/after"
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket
+
+
+class WebSocket:
+    """A minimal RFC 6455 client on a raw socket."""
+
+    def __init__(self, port: int, host: str, path: str = "/ws"):
+        self.sock = raw_connect(port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.file = self.sock.makefile("rb")
+        self.response = read_response(self.file)
+        expected = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.accept_ok = self.response.header("sec-websocket-accept") == expected
+
+    def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        mask = os.urandom(4)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(payload)
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(head + mask + masked)
+
+    def _read(self, n: int) -> bytes:
+        data = self.file.read(n)
+        if len(data) != n:
+            raise EOFError("connection closed mid-frame")
+        return data
+
+    def recv(self) -> tuple[int, bool, bytes]:
+        b0, b1 = self._read(2)
+        assert not (b1 & 0x80), "server frames must not be masked"
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8))[0]
+        return b0 & 0x0F, bool(b0 & 0x80), self._read(n)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_websocket_echo(proxy):
+    ws = WebSocket(proxy.http_port, "conn.test")
+    try:
+        assert ws.response.status == 101, ws.response
+        assert (ws.response.header("upgrade") or "").lower() == "websocket"
+        assert "upgrade" in (ws.response.header("connection") or "").lower()
+        assert ws.accept_ok
+        assert ws.response.header("x-echo-pod") == "conn-pod"
+
+        ws.send(0x1, "héllo kedge".encode())
+        assert ws.recv() == (0x1, True, "héllo kedge".encode())
+
+        binary = bytes(range(256)) * 3
+        ws.send(0x2, binary)
+        assert ws.recv() == (0x2, True, binary)
+
+        big = os.urandom(70000)  # 64-bit length form
+        ws.send(0x2, big)
+        assert ws.recv() == (0x2, True, big)
+
+        ws.send(0x9, b"are you there")
+        assert ws.recv() == (0xA, True, b"are you there")
+
+        ws.send(0x8, struct.pack("!H", 1000) + b"done")
+        op, fin, payload = ws.recv()
+        assert op == 0x8 and payload[:2] == struct.pack("!H", 1000)
+        # After the close handshake the tunnel ends.
+        assert is_closed(ws.sock)
+    finally:
+        ws.close()
+
+
+def test_websocket_many_small_frames(proxy):
+    ws = WebSocket(proxy.http_port, "conn.test")
+    try:
+        assert ws.response.status == 101
+        msgs = [f"m{i}".encode() for i in range(200)]
+        for m in msgs:
+            ws.send(0x1, m)
+        got = [ws.recv()[2] for _ in msgs]
+        assert got == msgs
+    finally:
+        ws.close()
+
+
+def test_websocket_to_unknown_host_is_404(proxy):
+    ws = WebSocket(proxy.http_port, "nowhere.test")
+    try:
+        assert ws.response.status == 404
+    finally:
+        ws.close()
+
+
+def test_websocket_tunnel_closes_when_backend_closes(proxy):
+    ws = WebSocket(proxy.http_port, "conn.test")
+    try:
+        assert ws.response.status == 101
+        ws.sock.shutdown(socket.SHUT_WR)  # client half-closes: echo ends, kedge closes
+        ws.sock.settimeout(timeout(5))
+        assert ws.file.read() == b""
+    finally:
+        ws.close()
+
+
+def test_idle_keepalive_connection_closed_silently(env):
+    e = env.echo("idle")
+    env.write("apps.yaml", service("idle"), endpoint_slice("idle", e.port, [e.endpoint()]))
+    env.write("ingress.yaml", ingress("idle", [("idle.test", [path_rule("/", "idle")])]))
+    k = env.kedge("--keepalive-timeout", "400", "--client-header-timeout", "100")
+    s = raw_connect(k.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        assert read_response(f).status == 200
+        # Idle past the header timeout: still open, no 408 for a request that never started.
+        s.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            s.recv(1)
+        s.sendall(b"GET /2 HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        assert read_response(f).status == 200
+        # Past the keep-alive timeout the connection closes without an answer.
+        s.settimeout(timeout(5))
+        assert f.read() == b""
