@@ -1,7 +1,7 @@
 #pragma once
 
-#include "http1/parser.h"
 #include "common/byte_buffer.h"
+#include "http1/parser.h"
 #include "proxy/worker_context.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -17,11 +17,20 @@ namespace kedge::proxy {
 /// Thread: owning worker only. Owner: the coroutine frame that runs it (see serve_http).
 class HttpSession {
  public:
-  HttpSession(WorkerContext& ctx, boost::asio::ip::tcp::socket socket, const ListenerInfo& listener);
+  HttpSession(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
+              const ListenerInfo& listener);
   boost::asio::awaitable<void> run();
 
  private:
-  enum class Phase { Idle, ClientHeader, ClientBody, ClientSend, Connect, UpstreamSend, UpstreamRead };
+  enum class Phase {
+    Idle,
+    ClientHeader,
+    ClientBody,
+    ClientSend,
+    Connect,
+    UpstreamSend,
+    UpstreamRead
+  };
   enum class Outcome { KeepAlive, Close };
   struct Attempt;
 
@@ -32,6 +41,7 @@ class HttpSession {
   boost::asio::awaitable<Outcome> reply(int status, bool close);
   boost::asio::awaitable<bool> write_down(const char* data, size_t size);
   boost::asio::awaitable<void> tunnel(upstream::Connection& up);
+  boost::asio::awaitable<Outcome> api_proxy(const model::SnapshotConstPtr& snapshot);
   void build_upstream_head(std::string& out, bool upgrade, bool chunked);
   void arm(Phase phase, Millis timeout);
   bool timed_out(Phase phase) const { return fired_ && fired_phase_ == phase; }
@@ -54,8 +64,9 @@ class HttpSession {
   std::string request_id_;
   std::string host_;
   std::string path_;
-  std::string up_head_;  // the request head as sent upstream (kept for retries)
-  std::string out_;      // scratch for heads written downstream
+  std::string target_override_;  // the API proxy's rewritten target
+  std::string up_head_;          // the request head as sent upstream (kept for retries)
+  std::string out_;              // scratch for heads written downstream
   bool head_request_ = false;
 };
 
