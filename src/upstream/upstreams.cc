@@ -13,8 +13,7 @@ size_t AddressHash::operator()(const model::SocketAddress& a) const noexcept {
   return static_cast<size_t>(h ^ (uint64_t{a.port} << 1) ^ a.v6);
 }
 
-Upstreams::Upstreams(const proxy::Limits& limits)
-    : limits_(limits), rng_(std::random_device{}()) {}
+Upstreams::Upstreams(const proxy::Limits& limits) : limits_(limits), rng_(std::random_device{}()) {}
 
 bool Upstreams::usable(const model::Endpoint& e, Clock::time_point now) {
   auto it = endpoints_.find(e.address);
@@ -35,10 +34,13 @@ const model::Endpoint* Upstreams::pick(const model::Cluster& cluster,
     auto ok = [&](const model::Endpoint& e) { return untried(e) && (pass == 1 || usable(e, now)); };
     size_t n = eps.size();
     if (cluster.lb == model::LbPolicy::LeastRequest && n > 1) {
-      // Power of two choices: two random candidates, the one with fewer active requests.
+      // Power of two choices: two distinct random candidates, the one with fewer active
+      // requests (drawing the same one twice would send load to a busy endpoint).
       const model::Endpoint* best = nullptr;
-      for (int i = 0; i < 2; ++i) {
-        const model::Endpoint& e = eps[rng_() % n];
+      size_t first = rng_() % n;
+      size_t second = (first + 1 + rng_() % (n - 1)) % n;
+      for (size_t index : {first, second}) {
+        const model::Endpoint& e = eps[index];
         if (!ok(e)) continue;
         if (!best || state(e.address).active < state(best->address).active) best = &e;
       }
@@ -59,9 +61,9 @@ const model::Endpoint* Upstreams::pick(const model::Cluster& cluster,
 void Upstreams::on_connect_failure(const model::SocketAddress& a) {
   EndpointState& s = state(a);
   if (++s.failures < static_cast<uint32_t>(limits_.eject_after_failures)) return;
-  s.backoff = s.backoff == Clock::duration{} ? Clock::duration(limits_.eject_base)
-                                             : std::min<Clock::duration>(s.backoff * 2,
-                                                                         limits_.eject_max);
+  s.backoff = s.backoff == Clock::duration{}
+                  ? Clock::duration(limits_.eject_base)
+                  : std::min<Clock::duration>(s.backoff * 2, limits_.eject_max);
   s.ejected_until = Clock::now() + s.backoff;
   spdlog::warn("endpoint {} ejected for {} ms after {} failed connects", a.to_string(),
                std::chrono::duration_cast<std::chrono::milliseconds>(s.backoff).count(),
