@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
   echo_cmd->add_option("--pod", echo.pod, "Pod name to report");
   echo_cmd->add_option("--namespace", echo.namespace_, "Namespace to report")
       ->capture_default_str();
+  echo_cmd->add_flag("--udp", echo.udp, "Also echo UDP datagrams on the same address and port");
 
   CLI11_PARSE(app, argc, argv);
   kedge::init_logging(log_level);

@@ -3,12 +3,12 @@
 #include "http1/parser.h"
 #include "proxy/local_reply.h"
 
-#include <boost/asio.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
+#include <nlohmann/json.hpp>
 
 namespace kedge::echo {
 namespace {
@@ -50,7 +50,8 @@ asio::awaitable<void> websocket_echo(tcp::socket& s, std::string pending) {
         if (len == 127) hdr = 10;
         bool masked = b1 & 0x80;
         if (pending.size() >= hdr) {
-          if (len == 126) len = (static_cast<uint8_t>(pending[2]) << 8) | static_cast<uint8_t>(pending[3]);
+          if (len == 126)
+            len = (static_cast<uint8_t>(pending[2]) << 8) | static_cast<uint8_t>(pending[3]);
           if (len == 127) {
             len = 0;
             for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<uint8_t>(pending[2 + i]);
@@ -128,8 +129,8 @@ asio::awaitable<void> serve(tcp::socket s, const EchoOptions& options) {
           const auto& h = parser.head();
           if (parser.upgrade() && h.has_token("upgrade", "websocket")) {
             unsigned char digest[SHA_DIGEST_LENGTH];
-            std::string key = std::string(h.get("sec-websocket-key")) +
-                              "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+            std::string key =
+                std::string(h.get("sec-websocket-key")) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
             SHA1(reinterpret_cast<const unsigned char*>(key.data()), key.size(), digest);
             std::string resp = fmt::format(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -255,10 +256,36 @@ int run_echo(const EchoOptions& options) {
     return 1;
   }
   acceptor.listen();
-  spdlog::info("echo service={} pod={} listening on {}", options.name, options.pod,
-               options.listen);
+  spdlog::info("echo service={} pod={} listening on {}", options.name, options.pod, options.listen);
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](auto, int) { ioc.stop(); });
+  asio::ip::udp::socket udp_socket(ioc);
+  if (options.udp) {
+    asio::ip::udp::endpoint uep(ep.address(), ep.port());
+    udp_socket.open(uep.protocol());
+    udp_socket.bind(uep, ec);
+    if (ec) {
+      spdlog::error("cannot listen on udp {}: {}", options.listen, ec.message());
+      return 1;
+    }
+    asio::co_spawn(
+        ioc,
+        [&]() -> asio::awaitable<void> {
+          std::array<char, 65536> buf;
+          while (true) {
+            asio::ip::udp::endpoint from;
+            auto [rec, n] =
+                co_await udp_socket.async_receive_from(asio::buffer(buf), from, kUseTuple);
+            if (rec) continue;
+            nlohmann::json reply = {{"service", options.name},
+                                    {"pod", options.pod},
+                                    {"data", std::string(buf.data(), n)}};
+            std::string bytes = reply.dump();
+            co_await udp_socket.async_send_to(asio::buffer(bytes), from, kUseTuple);
+          }
+        },
+        asio::detached);
+  }
   asio::co_spawn(
       ioc,
       [&]() -> asio::awaitable<void> {
