@@ -1,0 +1,151 @@
+"""Manifest changes while serving: hot changes under load, and invalid manifests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from conftest import (
+    SANITIZED,
+    endpoint_slice,
+    free_port,
+    ingress,
+    path_rule,
+    poll,
+    service,
+    timeout,
+)
+
+# How soon a written manifest must be in effect.
+RELOAD_BOUND_S = 1.0 * (3 if SANITIZED else 1)
+
+
+class LoadClient(threading.Thread):
+    """Requests in a loop on keep-alive connections until stopped (bounded in time and count);
+    records every failure."""
+
+    def __init__(self, kedge, host: str, path: str, max_seconds: float):
+        super().__init__(daemon=True)
+        self.kedge, self.host, self.path = kedge, host, path
+        self.deadline = time.monotonic() + max_seconds
+        self.stop_flag = threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pods: Counter = Counter()
+        self.connections = 0
+
+    def run(self) -> None:
+        conn = None
+        for i in range(200000):
+            if self.stop_flag.is_set() or time.monotonic() > self.deadline:
+                break
+            if conn is None or i % 100 == 0:  # a new connection now and then (other worker)
+                if conn is not None:
+                    conn.close()
+                conn = self.kedge.connection(timeout_s=5)
+                self.connections += 1
+            try:
+                r = self.kedge.request(self.host, self.path, conn=conn)
+                if r.status == 200:
+                    self.ok += 1
+                    self.pods[r.json()["pod"]] += 1
+                else:
+                    self.failures.append(f"status {r.status}: {r.body[:100]!r}")
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                self.failures.append(repr(e))
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
+def test_hot_changes_under_load(env):
+    port = free_port("127.0.0.2", "127.0.0.3")
+    a = env.echo("stable", pod="stable-a", ip="127.0.0.2", port=port)
+    b = env.echo("stable", pod="stable-b", ip="127.0.0.3", port=port)
+    extra = env.echo("extra")
+
+    def write_apps(*echos):
+        env.write("apps.yaml",
+                  service("stable"), endpoint_slice("stable", port, [e.endpoint() for e in echos]),
+                  service("extra"), endpoint_slice("extra", extra.port, [extra.endpoint()]))
+
+    def write_ingress(new_host: bool, other_path: bool):
+        paths = [path_rule("/", "stable")]
+        if other_path:
+            paths.append(path_rule("/other", "extra"))
+        docs = [ingress("main", [("stable.test", paths)])]
+        if new_host:
+            docs.append(ingress("added", [("new.test", [path_rule("/", "extra")])]))
+        env.write("ingress.yaml", *docs)
+
+    write_apps(a)
+    write_ingress(new_host=False, other_path=True)
+    k = env.kedge()
+    assert k.service_of("new.test") == 404
+
+    client = LoadClient(k, "stable.test", "/load", max_seconds=timeout(8))
+    client.start()
+    try:
+        poll(lambda: client.ok >= 20, timeout(5), what="the load client to get going")
+
+        # 1. A new host, reachable within the bound.
+        write_ingress(new_host=True, other_path=True)
+        written = time.monotonic()
+        poll(lambda: k.service_of("new.test") == "extra", RELOAD_BOUND_S, interval=0.01,
+             what="new.test to be served")
+        assert time.monotonic() - written < RELOAD_BOUND_S
+
+        # 2. Endpoints move between the two running backends.
+        def only(pod):
+            return lambda: all(k.get_json("stable.test", "/probe")["pod"] == pod for _ in range(4))
+        write_apps(b)
+        poll(only("stable-b"), RELOAD_BOUND_S, interval=0.01, what="traffic to move to b")
+        write_apps(a, b)
+        poll(lambda: {k.get_json("stable.test")["pod"] for _ in range(6)} == {"stable-a", "stable-b"},
+             RELOAD_BOUND_S, interval=0.01, what="traffic to spread over a and b")
+        write_apps(a)
+        poll(only("stable-a"), RELOAD_BOUND_S, interval=0.01, what="traffic to move back to a")
+
+        # 3. A path the client does not use goes away and comes back.
+        assert k.service_of("stable.test", "/other") == "extra"
+        write_ingress(new_host=True, other_path=False)
+        poll(lambda: k.service_of("stable.test", "/other") == "stable", RELOAD_BOUND_S,
+             interval=0.01, what="/other to be removed")
+        write_ingress(new_host=True, other_path=True)
+        poll(lambda: k.service_of("stable.test", "/other") == "extra", RELOAD_BOUND_S,
+             interval=0.01, what="/other to come back")
+
+        # Keep the client going a little after the last change.
+        seen = client.ok
+        poll(lambda: client.ok >= seen + 20, timeout(5), what="more load after the changes")
+    finally:
+        client.stop_flag.set()
+        client.join(timeout(15))
+    assert not client.is_alive()
+    assert client.failures == [], client.failures[:10]
+    assert client.ok >= 100
+    assert set(client.pods) == {"stable-a", "stable-b"}, client.pods
+    assert k.metric("kedge_config_reloads_total") >= 7  # the first load and six changes
+
+
+def test_removed_file_removes_routes(env):
+    e = env.echo("gone")
+    env.write("apps.yaml", service("gone"), endpoint_slice("gone", e.port, [e.endpoint()]))
+    env.write("ingress.yaml", ingress("gone", [("gone.test", [path_rule("/", "gone")])]))
+    k = env.kedge()
+    assert k.service_of("gone.test") == "gone"
+    env.remove("ingress.yaml")
+    poll(lambda: k.service_of("gone.test") == 404, RELOAD_BOUND_S, interval=0.01,
+         what="the route to go away")
+
+
+def test_new_subfolder_is_watched(env):
+    e = env.echo("sub")
+    env.write("apps.yaml", service("sub"), endpoint_slice("sub", e.port, [e.endpoint()]))
+    k = env.kedge()
+    env.write("team-a/nested/ingress.yaml",
+              ingress("sub", [("sub.test", [path_rule("/", "sub")])]))
+    poll(lambda: k.service_of("sub.test") == "sub", timeout(3), interval=0.01,
+         what="an Ingress in a new subfolder")
