@@ -2,13 +2,13 @@
 
 #include "proxy/http_session.h"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 namespace kedge::server {
 
@@ -42,7 +42,8 @@ void Worker::start() {
         ioc_,
         [this, &l]() -> asio::awaitable<void> {
           while (true) {
-            auto [ec, socket] = co_await l.acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+            auto [ec, socket] =
+                co_await l.acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) co_return;
             if (ec) {
               // Out of descriptors or similar: back off briefly instead of spinning.
@@ -56,7 +57,8 @@ void Worker::start() {
               socket.close(ignored);
               continue;
             }
-            asio::co_spawn(ioc_, proxy::serve_http(ctx_, std::move(socket), l.info), asio::detached);
+            asio::co_spawn(ioc_, proxy::serve_http(ctx_, std::move(socket), l.info),
+                           asio::detached);
           }
         },
         asio::detached);

@@ -7,7 +7,8 @@ import re
 from conftest import (
     KEDGE_SOURCE_DIR,
     SANITIZED,
-    dump_yaml,     endpoint_slice,
+    dump_yaml,
+    endpoint_slice,
     ingress,
     path_rule,
     poll,
