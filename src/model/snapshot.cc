@@ -76,6 +76,18 @@ const VirtualHost* Snapshot::find_host(std::string_view host) const {
   return &any_host;
 }
 
+const tls::ServerContext* Snapshot::certificate_for(std::string_view name) const {
+  std::string lower;
+  if (!name.empty() && normalize_host(name, lower)) {
+    if (auto it = certificates.find(lower); it != certificates.end()) return it->second.get();
+    if (auto dot = lower.find('.'); dot != std::string::npos && dot > 0) {
+      std::string wildcard = "*" + lower.substr(dot);
+      if (auto it = certificates.find(wildcard); it != certificates.end()) return it->second.get();
+    }
+  }
+  return default_certificate.get();
+}
+
 const Route* Snapshot::route(std::string_view host, std::string_view path) const {
   if (const VirtualHost* vh = find_host(host))
     if (const Route* r = vh->match(path)) return r;

@@ -9,6 +9,10 @@
 #include <unordered_map>
 #include <vector>
 
+namespace kedge::tls {
+class ServerContext;
+}
+
 namespace kedge::model {
 
 /// An IPv4 or IPv6 address and port, already parsed, so workers never parse text.
@@ -55,6 +59,7 @@ struct Route {
   std::string ingress;    // "namespace/name" of the Ingress the route came from
   std::string stats_key;  // metric labels, precomputed
   RouteOptions options;
+  bool ssl_redirect = false;  // plain HTTP gets 308 to https (host in spec.tls)
 
   bool matches(std::string_view request_path) const;
 };
@@ -104,6 +109,13 @@ struct Snapshot {
   std::optional<Route> default_backend;
   std::vector<ClusterConstPtr> clusters;
   std::vector<std::string> served_ingresses;  // "namespace/name", sorted
+  /// TLS certificates by SNI name: "host" or "*.suffix" (from Ingress spec.tls).
+  std::unordered_map<std::string, std::shared_ptr<const tls::ServerContext>, StringHash,
+                     std::equal_to<>>
+      certificates;
+  std::shared_ptr<const tls::ServerContext> default_certificate;
+  /// Exact name, then a wildcard for one more label, then the default certificate.
+  const tls::ServerContext* certificate_for(std::string_view server_name) const;
   std::vector<L4Listener> l4_listeners;
   std::vector<HealthCheckListener> health_checks;
   /// Every TCP Service port by "namespace/name:port" and "namespace/name:portname", for the

@@ -1,6 +1,7 @@
 #include "translate/translator.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
@@ -302,6 +303,67 @@ void build_services(Builder& b, const k8s::ObjectStore& store, const Options& op
   });
 }
 
+using ServedIngresses = std::vector<std::pair<const k8s::Ingress*, const StoredObject*>>;
+
+/// Certificates from the Secrets named in spec.tls of served Ingresses, by host; the oldest
+/// Ingress wins a host named twice.
+void build_certificates(Builder& b, const k8s::ObjectStore& store, const Options& options,
+                        const ServedIngresses& served, model::Snapshot& snap) {
+  snap.default_certificate = options.fallback_certificate;
+  if (!options.certificates) return;
+  CertificateCache& cache = *options.certificates;
+  cache.retain(store);
+  if (!options.default_ssl_certificate.empty()) {
+    auto slash = options.default_ssl_certificate.find('/');
+    const k8s::Secret* secret =
+        slash == std::string::npos
+            ? nullptr
+            : store.get<k8s::Secret>(options.default_ssl_certificate.substr(0, slash),
+                                     options.default_ssl_certificate.substr(slash + 1));
+    if (secret) {
+      auto found = cache.get(*secret);
+      if (found.context) snap.default_certificate = found.context;
+      if (!found.error.empty())
+        spdlog::warn("--default-ssl-certificate {}: {}", options.default_ssl_certificate,
+                     found.error);
+    } else {
+      spdlog::warn("--default-ssl-certificate {}: Secret not found; using the self-signed one",
+                   options.default_ssl_certificate);
+    }
+  }
+  for (auto [ing, so] : served) {
+    for (size_t i = 0; i < ing->tls.size(); ++i) {
+      const k8s::IngressTls& t = ing->tls[i];
+      std::string field = fmt::format("spec.tls[{}].secretName", i);
+      if (t.secret_name.empty()) continue;  // ingress-nginx: the default certificate
+      const std::string sid = ing->meta.namespace_ + "/" + t.secret_name;
+      const k8s::Secret* secret = store.get<k8s::Secret>(ing->meta.namespace_, t.secret_name);
+      if (!secret) {
+        b.report(*so, field, fmt::format("Secret {} not found", sid));
+        continue;
+      }
+      auto found = cache.get(*secret);
+      if (!found.error.empty()) {
+        const k8s::StoredObject* secret_so =
+            store.find(k8s::ObjectKey{k8s::Kind::Secret, ing->meta.namespace_, t.secret_name});
+        std::string msg = fmt::format(
+            "used by Ingress {}/{}: {}{}", ing->meta.namespace_, ing->meta.name, found.error,
+            found.context ? "; the previous certificate keeps serving" : "; not used");
+        if (secret_so) b.report(*secret_so, "data", msg);
+      }
+      if (!found.context) continue;
+      std::vector<std::string> hosts = t.hosts;
+      if (hosts.empty())  // no hosts: every rule host of this Ingress the certificate covers
+        for (const auto& rule : ing->rules)
+          if (!rule.host.empty() && found.context->covers(rule.host)) hosts.push_back(rule.host);
+      for (std::string h : hosts) {
+        for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        snap.certificates.try_emplace(h, found.context);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation,
@@ -320,9 +382,7 @@ Translation translate(const k8s::ObjectStore& store, const Options& options, uin
     return a.first->meta.creation_timestamp < c.first->meta.creation_timestamp;
   });
 
-  struct Owner {
-    std::string ingress;
-  };
+  build_certificates(b, store, options, served, *snap);
   std::map<std::tuple<std::string, int, std::string>, std::string> owners;  // host,type,path
   std::string default_owner;
 
@@ -399,6 +459,9 @@ Translation translate(const k8s::ObjectStore& store, const Options& options, uin
           continue;
         }
         make_route(p.backend, field + ".backend", r);
+        r.ssl_redirect =
+            !host.empty() && snap->certificates.contains(host) &&
+            ing->meta.annotation("nginx.ingress.kubernetes.io/ssl-redirect") != "false";
         vh->routes.push_back(std::move(r));
       }
     }

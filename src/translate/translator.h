@@ -4,6 +4,7 @@
 #include "k8s/object_store.h"
 #include "model/snapshot.h"
 #include "translate/allocator.h"
+#include "translate/certificates.h"
 
 #include <map>
 #include <string>
@@ -20,6 +21,11 @@ struct Options {
   std::vector<std::string> node_addresses;  // --node-address: where NodePorts open
   /// ExternalName → addresses, resolved by the control thread before translating.
   std::map<std::string, std::vector<std::string>> external_names;
+  /// TLS: built certificates by Secret (null: certificates are ignored), the certificate for
+  /// names no Ingress covers, and --default-ssl-certificate NS/NAME which replaces it.
+  CertificateCache* certificates = nullptr;
+  tls::ServerContextConstPtr fallback_certificate;
+  std::string default_ssl_certificate;
 };
 
 struct Translation {
