@@ -23,6 +23,7 @@ Controller::Controller(k8s::ManifestSource& source, translate::Options options,
       state_dir_(std::move(state_dir)),
       slot_(slot),
       publish_(std::move(publish)) {
+  options_.certificates = &certificates_;
   if (state_dir_.empty()) return;
   std::ifstream in(std::filesystem::path(state_dir_) / "allocations.json");
   if (!in) return;

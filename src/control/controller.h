@@ -37,6 +37,7 @@ class Controller {
   void save_allocations();
 
   translate::Options options_;
+  translate::CertificateCache certificates_;
   translate::AllocatorConfig allocator_;
   std::string state_dir_;
   translate::Allocations allocations_;

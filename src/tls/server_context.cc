@@ -163,6 +163,10 @@ Result<ServerContextConstPtr> ServerContext::from_pem(std::string_view cert_pem,
       PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
   if (!key) return fail("tls.key: no PEM private key: " + openssl_error());
 
+  if (X509_check_private_key(leaf.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return fail("tls.key does not match the certificate in tls.crt");
+  }
   const ASN1_TIME* not_before = X509_get0_notBefore(leaf.get());
   const ASN1_TIME* not_after = X509_get0_notAfter(leaf.get());
   if (X509_cmp_current_time(not_after) <= 0)
