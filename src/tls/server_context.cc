@@ -127,6 +127,21 @@ int alpn_select(SSL*, const unsigned char** out, unsigned char* outlen, const un
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+int sni_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+int servername_callback(SSL* ssl, int*, void*) {
+  auto* selector = static_cast<SniSelector*>(SSL_get_ex_data(ssl, sni_index()));
+  if (!selector) return SSL_TLSEXT_ERR_OK;
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  const ServerContext* chosen = selector->select(name ? name : "");
+  if (!chosen) return SSL_TLSEXT_ERR_ALERT_FATAL;
+  if (chosen->native() != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, chosen->native());
+  return SSL_TLSEXT_ERR_OK;
+}
+
 std::time_t asn1_to_time(const ASN1_TIME* t) {
   struct tm tm {};
   if (ASN1_TIME_to_tm(t, &tm) != 1) return 0;
@@ -136,6 +151,10 @@ std::time_t asn1_to_time(const ASN1_TIME* t) {
 }  // namespace
 
 void set_http2_enabled(bool enabled) { g_http2 = enabled; }
+
+void attach_sni_selector(SSL* ssl, SniSelector* selector) {
+  SSL_set_ex_data(ssl, sni_index(), selector);
+}
 
 ServerContext::~ServerContext() {
   if (ctx_) SSL_CTX_free(ctx_);
@@ -188,6 +207,7 @@ Result<ServerContextConstPtr> ServerContext::from_pem(std::string_view cert_pem,
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_callback);
   SSL_CTX_set_alpn_select_cb(ctx, alpn_select, nullptr);
+  SSL_CTX_set_tlsext_servername_callback(ctx, servername_callback);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_use_certificate(ctx, leaf.get()) != 1) return fail("tls.crt: " + openssl_error());
   for (auto& c : chain)
@@ -209,7 +229,6 @@ Result<ServerContextConstPtr> ServerContext::from_pem(std::string_view cert_pem,
     }
     GENERAL_NAMES_free(names);
   }
-  SSL_CTX_set_app_data(ctx, out.get());
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 using SSL_CTX = struct ssl_ctx_st;
+using SSL = struct ssl_st;
 
 namespace kedge::tls {
 
@@ -55,5 +56,17 @@ PemPair make_self_signed(const std::vector<std::string>& dns_names, int valid_da
 
 /// Offers h2 in ALPN (off until HTTP/2 is enabled on a listener).
 void set_http2_enabled(bool enabled);
+
+/// Chooses the certificate for a TLS handshake from its SNI name ("" without SNI).
+/// Thread: the connection's. Owner: the connection, for the length of its handshake.
+class SniSelector {
+ public:
+  virtual ~SniSelector() = default;
+  virtual const ServerContext* select(std::string_view server_name) = 0;
+};
+
+/// Makes `selector` decide the certificate of this connection (every ServerContext installs the
+/// SNI callback that consults it).
+void attach_sni_selector(SSL* ssl, SniSelector* selector);
 
 }  // namespace kedge::tls
