@@ -183,7 +183,9 @@ std::optional<AdminResponse> handle_k8s_api(const AdminRequest& req,
     if (r.group == group && r.version == version && r.plural == plural) res = &r;
   if (!res)
     return status_error(404, "NotFound", "the server could not find the requested resource");
-  if (req.method != "GET") return status_error(405, "MethodNotAllowed", "this API is read-only");
+  // HEAD is a GET whose body AdminServer drops, as for the other admin routes.
+  if (req.method != "GET" && req.method != "HEAD")
+    return status_error(405, "MethodNotAllowed", "this API is read-only");
   if (!state || !state->snapshot)
     return status_error(503, "ServiceUnavailable", "no configuration loaded yet");
   if (!name.empty()) {
