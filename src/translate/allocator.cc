@@ -66,16 +66,22 @@ nlohmann::json Allocations::to_json() const {
 Allocations Allocations::from_json(const nlohmann::json& j) {
   Allocations out;
   if (!j.is_object() || !j.contains("services") || !j["services"].is_object()) return out;
+  // A damaged file is read as far as it goes: a member of the wrong type counts as absent.
+  auto text = [](const nlohmann::json& v, const char* key) {
+    auto it = v.find(key);
+    return it != v.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   for (const auto& [key, v] : j["services"].items()) {
     if (!v.is_object()) continue;
     ServiceAllocation a;
-    a.cluster_ip = v.value("clusterIP", "");
+    a.cluster_ip = text(v, "clusterIP");
     if (v.contains("nodePorts") && v["nodePorts"].is_object())
       for (const auto& [pk, pv] : v["nodePorts"].items())
         if (pv.is_number_integer()) a.node_ports[pk] = pv.get<int32_t>();
-    a.health_check_node_port = v.value("healthCheckNodePort", 0);
-    a.load_balancer_ip = v.value("loadBalancerIP", "");
-    a.pool = v.value("pool", "");
+    if (auto it = v.find("healthCheckNodePort"); it != v.end() && it->is_number_integer())
+      a.health_check_node_port = it->get<int32_t>();
+    a.load_balancer_ip = text(v, "loadBalancerIP");
+    a.pool = text(v, "pool");
     out.services[key] = std::move(a);
   }
   return out;
@@ -106,6 +112,29 @@ struct LbHolder {
   std::set<LbPort> ports;
   std::vector<std::string> services;
 };
+
+/// The LoadBalancer IP a Service asks for: the annotation's first address, else
+/// spec.loadBalancerIP; empty when it asks for none.
+std::string requested_lb_ip(const k8s::Service& svc) {
+  if (auto ann = svc.meta.annotation(std::string(kAnnotationIps)); !ann.empty())
+    return ann.substr(0, ann.find(','));
+  return svc.load_balancer_ip;
+}
+
+/// Whether a Service that holds an allocation now explicitly asks for something it does not
+/// hold (an edit of its manifest).
+bool asks_for_more(const k8s::Service& svc, const ServiceAllocation& held) {
+  if (!svc.cluster_ip.empty() && svc.cluster_ip != held.cluster_ip) return true;
+  if (svc.health_check_node_port != 0 && svc.health_check_node_port != held.health_check_node_port)
+    return true;
+  for (const auto& p : svc.ports) {
+    if (p.node_port == 0) continue;
+    auto it = held.node_ports.find(port_key(p));
+    if (it == held.node_ports.end() || it->second != p.node_port) return true;
+  }
+  std::string lb = requested_lb_ip(svc);
+  return !lb.empty() && lb != held.load_balancer_ip;
+}
 
 class Allocator {
  public:
@@ -272,12 +301,10 @@ class Allocator {
                  std::vector<std::pair<std::string, std::string>>& problems) {
     std::string sharing = svc.meta.annotation(std::string(kAnnotationSharing));
     std::string pool_name = svc.meta.annotation(std::string(kAnnotationPool));
-    std::string requested = svc.load_balancer_ip;
-    std::string field = "spec.loadBalancerIP";
-    if (auto ann = svc.meta.annotation(std::string(kAnnotationIps)); !ann.empty()) {
-      requested = ann.substr(0, ann.find(','));
-      field = "metadata.annotations." + std::string(kAnnotationIps);
-    }
+    std::string requested = requested_lb_ip(svc);
+    std::string field = svc.meta.annotation(std::string(kAnnotationIps)).empty()
+                            ? "spec.loadBalancerIP"
+                            : "metadata.annotations." + std::string(kAnnotationIps);
     std::set<LbPort> mine;
     for (const auto& p : svc.ports) mine.insert({p.protocol, p.port});
     auto pool_of = [&](uint32_t ip) -> const AddressPool* {
@@ -377,7 +404,7 @@ AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& prev
     const k8s::StoredObject* so;
     const ServiceAllocation* prev;
   };
-  std::vector<Item> holders, requesters, others;
+  std::vector<Item> holders, edited, requesters, others;
   store.for_each<k8s::Service>([&](const k8s::Service& svc, const k8s::StoredObject& so) {
     auto it = previous.services.find(svc.meta.namespace_ + "/" + svc.meta.name);
     const ServiceAllocation* prev = it == previous.services.end() ? nullptr : &it->second;
@@ -386,15 +413,19 @@ AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& prev
                             !svc.meta.annotation(std::string(kAnnotationIps)).empty() ||
                             std::any_of(svc.ports.begin(), svc.ports.end(),
                                         [](const auto& p) { return p.node_port != 0; });
-    (prev ? holders : explicit_request ? requesters : others).push_back({&svc, &so, prev});
+    auto& group = prev ? (asks_for_more(svc, *prev) ? edited : holders)
+                       : (explicit_request ? requesters : others);
+    group.push_back({&svc, &so, prev});
   });
-  // Whoever held an address first keeps it; then explicit requests; then the rest, oldest first.
+  // Whoever held an address first keeps it (Services asking for something new after those that
+  // do not, so an edit never takes what another Service holds); then explicit requests; then the
+  // rest, oldest first.
   auto by_age = [](const Item& a, const Item& b) {
     return a.svc->meta.creation_timestamp < b.svc->meta.creation_timestamp;
   };
   std::stable_sort(requesters.begin(), requesters.end(), by_age);
   std::stable_sort(others.begin(), others.end(), by_age);
-  for (auto* group : {&holders, &requesters, &others})
+  for (auto* group : {&holders, &edited, &requesters, &others})
     for (const Item& item : *group) allocator.assign(*item.svc, *item.so, item.prev);
   return out;
 }
