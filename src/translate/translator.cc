@@ -118,8 +118,9 @@ class Builder {
   /// The endpoints of one Service port that may take traffic, as kube-proxy chooses them: ready
   /// ones; when none is ready, serving-and-terminating ones (so a rolling update never drops to
   /// zero). With `node` set, only endpoints on that node (traffic policy Local).
+  /// `all_ready` (optional) says whether the result holds ready endpoints only.
   std::vector<model::Endpoint> endpoints_for(const k8s::Service& svc, const k8s::ServicePort& sp,
-                                             const std::string& node) {
+                                             const std::string& node, bool* all_ready = nullptr) {
     const std::string& ns = svc.meta.namespace_;
     std::vector<model::Endpoint> ready, terminating;
     std::set<model::SocketAddress> seen;
@@ -154,6 +155,7 @@ class Builder {
         for (const auto& ep : subset.addresses) add(ep, port);
       }
     }
+    if (all_ready) *all_ready = !ready.empty();
     return !ready.empty() ? std::move(ready) : std::move(terminating);
   }
 
@@ -244,7 +246,9 @@ void build_services(Builder& b, const k8s::ObjectStore& store, const Options& op
       auto it = allocations->services.find(id);
       if (it != allocations->services.end()) alloc = &it->second;
     }
-    size_t local_endpoints = 0;
+    // Like kube-proxy, the health check counts this node's ready endpoints by address: a pod
+    // serving several ports is one endpoint, and terminating ones do not count.
+    std::set<std::array<uint8_t, 16>> local_ready;
     for (size_t i = 0; i < svc.ports.size(); ++i) {
       const k8s::ServicePort& sp = svc.ports[i];
       if (sp.protocol == "SCTP") {
@@ -255,7 +259,10 @@ void build_services(Builder& b, const k8s::ObjectStore& store, const Options& op
         auto c = std::make_shared<model::Cluster>();
         c->name =
             fmt::format("{}:{}/{}{}", id, sp.port, sp.protocol, node.empty() ? "" : "@" + node);
-        c->endpoints = b.endpoints_for(svc, sp, node);
+        bool ready = false;
+        c->endpoints = b.endpoints_for(svc, sp, node, &ready);
+        if (!node.empty() && ready)
+          for (const auto& e : c->endpoints) local_ready.insert(e.address.ip);
         return c;
       };
       model::ClusterConstPtr all = make("");
@@ -292,14 +299,14 @@ void build_services(Builder& b, const k8s::ObjectStore& store, const Options& op
       if (!alloc->load_balancer_ip.empty())
         add(alloc->load_balancer_ip, sp.port, model::L4Role::LoadBalancer,
             external_local ? local_cluster() : all);
-      if (external_local) local_endpoints += local_cluster()->endpoints.size();
+      if (external_local) local_cluster();
     }
     if (alloc && alloc->health_check_node_port)
       for (const auto& node_ip : options.node_addresses)
         if (auto addr = model::SocketAddress::parse(
                 node_ip, static_cast<uint16_t>(alloc->health_check_node_port)))
           snap.health_checks.push_back(
-              {*addr, svc.meta.namespace_, svc.meta.name, local_endpoints});
+              {*addr, svc.meta.namespace_, svc.meta.name, local_ready.size()});
   });
 }
 
