@@ -562,7 +562,10 @@ DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap
   }
   const std::string& av = out.api_version;
   const std::string& k = out.kind;
-  if (out.namespace_.empty() && k != "IngressClass") out.namespace_ = "default";
+  if (k == "IngressClass")
+    out.namespace_.clear();  // cluster-scoped: a metadata.namespace is ignored, as by the API
+  else if (out.namespace_.empty())
+    out.namespace_ = "default";
   std::optional<Object> object;
   if (av == "v1" && k == "Service") {
     object = decode_service(r, doc);

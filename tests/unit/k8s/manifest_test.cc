@@ -402,6 +402,7 @@ TEST_P(Validation, Reported) {
   if (!c.object_name.empty()) {
     ASSERT_EQ(m.rejected.size(), 1u);
     EXPECT_EQ(m.rejected[0].name, c.object_name);
+    EXPECT_EQ(m.rejected[0].namespace_, c.namespace_);  // the key its last good version has
   }
 }
 
@@ -554,6 +555,10 @@ INSTANTIATE_TEST_SUITE_P(
         Invalid{"IngressClassWithoutController",
                 "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: c\n"
                 "spec: {}\n",
+                "IngressClass", "", "c", "spec.controller", "Required value", "spec:"},
+        Invalid{"ClusterScopedIgnoresNamespace",
+                "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: c\n"
+                "  namespace: shop\nspec: {}\n",
                 "IngressClass", "", "c", "spec.controller", "Required value", "spec:"},
         Invalid{"BadNamespace",
                 "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: My.NS\nspec:\n"
