@@ -194,13 +194,26 @@ TEST_F(TranslateTest, HostMatching) {
 }
 
 TEST_F(TranslateTest, RuleHostsAreCaseInsensitive) {
-  // Hosts are lower-case after validation; the translator still keys them in lower case.
+  // Validation keeps upper case out of manifests; an Ingress put in the store some other way
+  // is still keyed in lower case.
   add(kWebService);
-  add(ingress({.name = "a", .rules = {rule("a.example.com", {{.path = "/"}})}}));
-  Translation t = run();
-  ASSERT_TRUE(t.snapshot->exact_hosts.contains("a.example.com"));
-  EXPECT_EQ(t.snapshot->exact_hosts.at("a.example.com").name, "a.example.com");
-  ASSERT_TRUE(t.snapshot->wildcard_hosts.empty());
+  run();  // fills store_
+  k8s::Ingress ing;
+  ing.meta.name = "upper";
+  ing.meta.namespace_ = "default";
+  k8s::HttpIngressPath path;
+  path.path = "/";
+  path.backend.service = k8s::IngressServiceBackend{"web", {80, ""}};
+  ing.rules.push_back({"Shop.Example.COM", {path}});
+  ing.rules.push_back({"*.Wild.Example.COM", {path}});
+  store_.upsert(std::make_shared<const k8s::StoredObject>(
+      k8s::StoredObject{ing, nlohmann::json::object(), {"api", 0}}));
+  Translation t = translate(store_, {}, 8);
+  EXPECT_TRUE(t.snapshot->exact_hosts.contains("shop.example.com"));
+  EXPECT_TRUE(t.snapshot->wildcard_hosts.contains(".wild.example.com"));
+  EXPECT_EQ(where(*t.snapshot, "shop.example.com", "/"), "default/upper /(P) -> default/web:80");
+  EXPECT_EQ(where(*t.snapshot, "SHOP.example.com", "/"), "default/upper /(P) -> default/web:80");
+  EXPECT_EQ(where(*t.snapshot, "a.wild.example.com", "/"), "default/upper /(P) -> default/web:80");
 }
 
 // ---------------------------------------------------------------------------------------------
