@@ -174,11 +174,13 @@ int64_t parse_size(const std::string& v) {
   long long n = std::strtoll(v.c_str(), &end, 10);
   if (end == v.c_str() || n < 0) return -1;
   std::string unit(end);
-  if (unit.empty()) return n;
-  if (unit == "k" || unit == "K") return n * 1024;
-  if (unit == "m" || unit == "M") return n * 1024 * 1024;
-  if (unit == "g" || unit == "G") return n * 1024 * 1024 * 1024;
-  return -1;
+  int64_t scale = 0;
+  if (unit.empty()) scale = 1;
+  if (unit == "k" || unit == "K") scale = int64_t{1} << 10;
+  if (unit == "m" || unit == "M") scale = int64_t{1} << 20;
+  if (unit == "g" || unit == "G") scale = int64_t{1} << 30;
+  if (scale == 0 || n > INT64_MAX / scale) return -1;  // unknown unit, or too large to hold
+  return n * scale;
 }
 
 int64_t parse_seconds(const std::string& v) {
