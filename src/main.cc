@@ -62,6 +62,20 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingPath);
   serve_cmd->add_option("--http-listen", serve.http_listen, "HTTP listener, ADDR:PORT")
       ->capture_default_str();
+  serve_cmd->add_option("--https-listen", serve.https_listen,
+                        "HTTPS listener, ADDR:PORT: TLS with certificates from the Secrets in "
+                        "Ingress spec.tls, chosen by SNI (default: off)");
+  serve_cmd->add_option("--default-ssl-certificate", serve.translate.default_ssl_certificate,
+                        "NS/NAME of a kubernetes.io/tls Secret for names no Ingress covers "
+                        "(default: a self-signed certificate made at start-up)");
+  serve_cmd
+      ->add_option("--hsts-max-age", serve.hsts_max_age,
+                   "Strict-Transport-Security max-age on HTTPS answers, seconds; 0: no header")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--hsts-include-subdomains", serve.hsts_include_subdomains,
+                   "Add includeSubDomains to Strict-Transport-Security")
+      ->capture_default_str();
   serve_cmd
       ->add_option("--admin-listen", serve.admin_listen,
                    "Admin listener (health, metrics, read-only API), ADDR:PORT")

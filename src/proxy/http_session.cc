@@ -2,12 +2,15 @@
 
 #include "proxy/api_proxy.h"
 #include "proxy/local_reply.h"
+#include "tls/server_context.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -73,6 +76,7 @@ void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bo
   for (size_t i = 0; i < head.size(); ++i) {
     std::string_view name = head.name(i);
     if (is_hop_by_hop(name) || (drop_forwarding && is_forwarding_header(name))) continue;
+    if (drop_forwarding && http1::iequals(name, "host")) continue;  // requests: set by the caller
     if (!drop_name.empty() && http1::iequals(name, drop_name)) continue;
     if (head.has_token("connection", name)) continue;
     out.append(name);
@@ -82,24 +86,53 @@ void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bo
   }
 }
 
+// The tunnel pumps bytes between the client (plain or TLS) and an upstream socket alike.
+using IoResult = DownstreamStream::IoResult;
+asio::awaitable<IoResult> read_some(tcp::socket& s, asio::mutable_buffer b) {
+  co_return co_await s.async_read_some(b, kUseTuple);
+}
+asio::awaitable<IoResult> read_some(DownstreamStream& s, asio::mutable_buffer b) {
+  co_return co_await s.read_some(b);
+}
+asio::awaitable<IoResult> write_all(tcp::socket& s, asio::const_buffer b) {
+  co_return co_await asio::async_write(s, b, kUseTuple);
+}
+asio::awaitable<IoResult> write_all(DownstreamStream& s, asio::const_buffer b) {
+  co_return co_await s.write(b);
+}
+tcp::socket& lowest(tcp::socket& s) { return s; }
+tcp::socket& lowest(DownstreamStream& s) { return s.socket(); }
+
 }  // namespace
 
-HttpSession::HttpSession(WorkerContext& ctx, tcp::socket socket, const ListenerInfo& listener)
+HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const ListenerInfo& listener)
     : ctx_(ctx),
-      down_(std::move(socket)),
+      sessions_(ctx.sessions),
+      down_(std::move(stream)),
       listener_(listener),
-      timer_(down_.get_executor()),
+      timer_(down_.socket().get_executor()),
       in_(kBufferSize),
       request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes) {
   boost::system::error_code ec;
-  auto remote = down_.remote_endpoint(ec);
+  auto remote = down_.socket().remote_endpoint(ec);
   if (!ec) {
     auto addr = remote.address();
     client_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
                      ? asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string()
                      : addr.to_string();
   }
-  down_.set_option(tcp::no_delay(true), ec);
+  down_.socket().set_option(tcp::no_delay(true), ec);
+  if (sessions_) sessions_->insert(this);
+}
+
+HttpSession::~HttpSession() {
+  if (sessions_) sessions_->erase(this);
+}
+
+void HttpSession::close_if_idle() {
+  if (phase_ != Phase::Idle || done_) return;
+  boost::system::error_code ignored;
+  down_.socket().cancel(ignored);  // the pending read ends; one_request() closes the connection
 }
 
 asio::awaitable<void> HttpSession::run() { co_await (serve() || watchdog()); }
@@ -122,7 +155,7 @@ asio::awaitable<void> HttpSession::watchdog() {
     fired_ = true;
     fired_phase_ = phase_;
     boost::system::error_code ignored;
-    down_.cancel(ignored);
+    down_.socket().cancel(ignored);
     if (up_) up_->socket.cancel(ignored);
     deadline_ = Clock::now() + std::chrono::hours(24);
   }
@@ -136,21 +169,39 @@ asio::awaitable<void> HttpSession::serve() {
     Outcome outcome = co_await one_request();
     if (outcome == Outcome::Close) break;
   }
-  --ctx_.stats.active_connections;
   boost::system::error_code ec;
-  down_.shutdown(tcp::socket::shutdown_send, ec);
-  down_.close(ec);
+  down_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (linger_ && !ec) co_await linger();
+  down_.socket().close(ec);
+  --ctx_.stats.active_connections;
   done_ = true;
   timer_.cancel();
 }
 
+asio::awaitable<void> HttpSession::linger() {
+  // Closing a socket with unread input makes the kernel send a reset, which can destroy the
+  // reply (a 413, say) before the client has read it. So after such a reply, read and discard
+  // what the client still sends until it closes, for a bounded time (nginx's lingering close).
+  constexpr auto kLingerIdle = std::chrono::seconds(2);
+  constexpr auto kLingerTotal = std::chrono::seconds(10);
+  const auto until = Clock::now() + kLingerTotal;
+  while (Clock::now() < until) {
+    in_.consume(in_.size());
+    arm(Phase::Linger,
+        std::min<Millis>(kLingerIdle, std::chrono::duration_cast<Millis>(until - Clock::now())));
+    auto [ec, n] = co_await down_.read_some(free_space(in_));
+    if (ec) break;
+  }
+}
+
 asio::awaitable<bool> HttpSession::write_down(const char* data, size_t size) {
   arm(Phase::ClientSend, ctx_.limits.client_body_timeout);
-  auto [ec, n] = co_await asio::async_write(down_, asio::buffer(data, size), kUseTuple);
+  auto [ec, n] = co_await down_.write(asio::buffer(data, size));
   co_return !ec;
 }
 
 asio::awaitable<HttpSession::Outcome> HttpSession::reply(int status, bool close) {
+  if (close) linger_ = true;  // a local reply that closes may leave a request body unread
   std::string bytes = local_reply(status, close, request_id_, head_request_);
   co_await write_down(bytes.data(), bytes.size());
   co_return close ? Outcome::Close : Outcome::KeepAlive;
@@ -182,7 +233,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
     // head and the body or requests behind it, which are read on after the head completes.
     auto space = free_space(in_);
     if (space.size() == 0) co_return co_await reply(431, true);
-    auto [ec, n] = co_await down_.async_read_some(space, kUseTuple);
+    auto [ec, n] = co_await down_.read_some(space);
     if (ec) {
       if (timed_out(Phase::ClientHeader)) co_return co_await reply(408, true);
       co_return Outcome::Close;
@@ -240,9 +291,36 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   if (!listener_.api_proxy_token.empty()) co_return co_await api_proxy(snapshot);
   const model::Route* route = snapshot ? snapshot->route(host_, path_) : nullptr;
   bool has_body = request_.chunked() || request_.content_length().value_or(0) > 0;
+  if (down_.is_tls() && !down_.server_name().empty() && host_ != down_.server_name()) {
+    // Another host on this TLS connection (HTTP/2 coalescing, or a client's mistake) is routed
+    // by Host only if the certificate chosen by SNI covers it; else 421, as ingress-nginx.
+    const tls::ServerContext* cert =
+        down_.handshake_snapshot()->certificate_for(down_.server_name());
+    if (!cert || !cert->covers(host_)) {
+      ctx_.stats.unrouted[421]++;
+      co_return co_await reply(421, has_body || !request_.keep_alive());
+    }
+  }
   if (!route) {
     ctx_.stats.unrouted[404]++;
     co_return co_await reply(404, has_body || !request_.keep_alive());
+  }
+  if (route->ssl_redirect && !down_.is_tls() && listener_.https_port != 0) {
+    // 308 keeps the method and body, as ingress-nginx's default redirect does.
+    std::string location =
+        listener_.https_port == 443
+            ? fmt::format("https://{}{}", host_, head.target())
+            : fmt::format("https://{}:{}{}", host_, listener_.https_port, head.target());
+    std::string body = "308 Permanent Redirect\n";
+    bool close = has_body || !request_.keep_alive();
+    std::string bytes = fmt::format(
+        "HTTP/1.1 308 Permanent Redirect\r\nServer: kedge\r\nLocation: {}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n{}",
+        location, body.size(), close ? "Connection: close\r\n" : "", head_request_ ? "" : body);
+    ctx_.stats.requests[route->stats_key].by_status[308]++;
+    if (close) linger_ = true;
+    co_await write_down(bytes.data(), bytes.size());
+    co_return close ? Outcome::Close : Outcome::KeepAlive;
   }
   Outcome outcome = co_await proxy(*route);
   co_return outcome;
@@ -281,9 +359,11 @@ asio::awaitable<HttpSession::Outcome> HttpSession::api_proxy(
 void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunked) {
   const http1::MessageHead& head = request_.head();
   std::string_view target = target_override_.empty() ? head.target() : target_override_;
+  std::string_view authority;
   if (target.starts_with("http://") || target.starts_with("https://")) {
     auto rest = target.substr(target.find("//") + 2);
     auto slash = rest.find('/');
+    authority = rest.substr(0, slash);
     target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
   }
   out.clear();
@@ -291,9 +371,14 @@ void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunk
   out.push_back(' ');
   out.append(target);
   out.append(" HTTP/1.1\r\n");
+  // An absolute-form target's authority replaces the Host field (RFC 9112 §3.2.2).
   bool found_host = false;
   std::string_view host = head.get("host", &found_host);
-  if (!found_host) out.append("Host: ").append(host_).append("\r\n");
+  if (!authority.empty()) {
+    host = authority;
+    found_host = true;
+  }
+  out.append("Host: ").append(found_host ? host : std::string_view(host_)).append("\r\n");
   // The API proxy's bearer token is for kedge, not for the endpoint.
   copy_end_to_end_fields(head, out, true, target_override_.empty() ? "" : "authorization");
   if (upgrade) {
@@ -351,7 +436,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
     upstream::ConnectionPtr conn = ctx_.upstreams.take_idle(ep->address);
     const bool reused = conn != nullptr;
     if (!conn) {
-      conn = std::make_unique<upstream::Connection>(down_.get_executor());
+      conn = std::make_unique<upstream::Connection>(down_.socket().get_executor());
       conn->endpoint = ep->address;
       up_ = conn.get();
       arm(Phase::Connect, connect_timeout);
@@ -419,7 +504,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
           }
         }
         arm(Phase::ClientBody, limits.client_body_timeout);
-        auto [rec, rn] = co_await down_.async_read_some(free_space(in_), kUseTuple);
+        auto [rec, rn] = co_await down_.read_some(free_space(in_));
         if (rec) {
           up_ = nullptr;
           if (timed_out(Phase::ClientBody)) co_return co_await local(408, true);
@@ -517,6 +602,8 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
     fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status, rh.reason());
     copy_end_to_end_fields(rh, out_, false);
     if (response.chunked() && !dechunk) out_.append("Transfer-Encoding: chunked\r\n");
+    if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
+      out_.append("Strict-Transport-Security: ").append(listener_.hsts).append("\r\n");
     if (!keep_alive)
       out_.append("Connection: close\r\n");
     else if (client_10)
@@ -558,6 +645,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       up_in.commit(rn);
     }
     up_ = nullptr;
+    if (!request_complete) linger_ = true;    // the upstream answered before the body ended
     if (!complete) co_return Outcome::Close;  // truncated: the client must see the cut
     if (response.keep_alive() && !until_close && up_in.empty()) {
       ++conn->requests;
@@ -572,21 +660,20 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
 asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
   // Bytes that arrived with the heads belong to the tunnel.
   up_ = &up;
-  auto pump = [this](tcp::socket& from, tcp::socket& to, ByteBuffer& buf) -> asio::awaitable<void> {
+  auto pump = [this](auto& from, auto& to, ByteBuffer& buf) -> asio::awaitable<void> {
     while (true) {
       if (!buf.empty()) {
-        auto [wec, wn] =
-            co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()), kUseTuple);
+        auto [wec, wn] = co_await write_all(to, asio::buffer(buf.data(), buf.size()));
         if (wec) break;
         buf.consume(wn);
       }
       arm(Phase::UpstreamRead, ctx_.limits.upstream_read_timeout);
-      auto [ec, n] = co_await from.async_read_some(free_space(buf), kUseTuple);
+      auto [ec, n] = co_await read_some(from, free_space(buf));
       if (ec) break;
       buf.commit(n);
     }
     boost::system::error_code ignored;
-    to.shutdown(tcp::socket::shutdown_send, ignored);
+    lowest(to).shutdown(tcp::socket::shutdown_send, ignored);
   };
   co_await (pump(down_, up.socket, in_) && pump(up.socket, down_, up.in));
   up_ = nullptr;
@@ -594,7 +681,52 @@ asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
 
 asio::awaitable<void> serve_http(WorkerContext& ctx, tcp::socket socket,
                                  const ListenerInfo& listener) {
-  HttpSession session(ctx, std::move(socket), listener);
+  HttpSession session(ctx, DownstreamStream(std::move(socket)), listener);
+  co_await session.run();
+}
+
+namespace {
+
+/// Picks the certificate for the handshake from the snapshot the connection was accepted under.
+class SnapshotSniSelector final : public tls::SniSelector {
+ public:
+  explicit SnapshotSniSelector(const model::Snapshot& snapshot) : snapshot_(snapshot) {}
+  const tls::ServerContext* select(std::string_view server_name) override {
+    name = server_name;
+    return snapshot_.certificate_for(server_name);
+  }
+  std::string name;
+
+ private:
+  const model::Snapshot& snapshot_;
+};
+
+}  // namespace
+
+asio::awaitable<void> serve_https(WorkerContext& ctx, tcp::socket socket,
+                                  const ListenerInfo& listener) {
+  model::SnapshotConstPtr snapshot = ctx.snapshot;
+  if (!snapshot || !snapshot->default_certificate) co_return;  // closes the socket
+  // asio wraps an SSL_CTX it then owns; give it a reference of its own.
+  SSL_CTX* initial = snapshot->default_certificate->native();
+  SSL_CTX_up_ref(initial);
+  asio::ssl::context wrapper(initial);
+  auto stream = std::make_unique<DownstreamStream::Tls>(std::move(socket), wrapper);
+  SnapshotSniSelector selector(*snapshot);
+  tls::attach_sni_selector(stream->native_handle(), &selector);
+  asio::steady_timer deadline(stream->get_executor(), ctx.limits.client_header_timeout);
+  deadline.async_wait([s = &stream->next_layer()](boost::system::error_code ec) {
+    boost::system::error_code ignored;
+    if (!ec) s->cancel(ignored);
+  });
+  auto [ec] = co_await stream->async_handshake(asio::ssl::stream_base::server, kUseTuple);
+  deadline.cancel();
+  tls::attach_sni_selector(stream->native_handle(), nullptr);
+  if (ec) {
+    spdlog::debug("TLS handshake failed: {}", ec.message());
+    co_return;
+  }
+  HttpSession session(ctx, DownstreamStream(std::move(stream), selector.name, snapshot), listener);
   co_await session.run();
 }
 

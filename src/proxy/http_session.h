@@ -2,6 +2,7 @@
 
 #include "common/byte_buffer.h"
 #include "http1/parser.h"
+#include "proxy/downstream_stream.h"
 #include "proxy/worker_context.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -17,9 +18,13 @@ namespace kedge::proxy {
 /// Thread: owning worker only. Owner: the coroutine frame that runs it (see serve_http).
 class HttpSession {
  public:
-  HttpSession(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
-              const ListenerInfo& listener);
+  HttpSession(WorkerContext& ctx, DownstreamStream stream, const ListenerInfo& listener);
+  ~HttpSession();
+  HttpSession(const HttpSession&) = delete;
+  HttpSession& operator=(const HttpSession&) = delete;
   boost::asio::awaitable<void> run();
+  /// On drain: a connection waiting for its next request closes now; others finish theirs.
+  void close_if_idle();
 
  private:
   enum class Phase {
@@ -29,7 +34,8 @@ class HttpSession {
     ClientSend,
     Connect,
     UpstreamSend,
-    UpstreamRead
+    UpstreamRead,
+    Linger
   };
   enum class Outcome { KeepAlive, Close };
   struct Attempt;
@@ -41,13 +47,15 @@ class HttpSession {
   boost::asio::awaitable<Outcome> reply(int status, bool close);
   boost::asio::awaitable<bool> write_down(const char* data, size_t size);
   boost::asio::awaitable<void> tunnel(upstream::Connection& up);
+  boost::asio::awaitable<void> linger();
   boost::asio::awaitable<Outcome> api_proxy(const model::SnapshotConstPtr& snapshot);
   void build_upstream_head(std::string& out, bool upgrade, bool chunked);
   void arm(Phase phase, Millis timeout);
   bool timed_out(Phase phase) const { return fired_ && fired_phase_ == phase; }
 
   WorkerContext& ctx_;
-  boost::asio::ip::tcp::socket down_;
+  std::unordered_set<HttpSession*>* sessions_;  // ctx_.sessions, which may outlive ctx_
+  DownstreamStream down_;
   const ListenerInfo& listener_;
   boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point deadline_;
@@ -68,10 +76,16 @@ class HttpSession {
   std::string up_head_;          // the request head as sent upstream (kept for retries)
   std::string out_;              // scratch for heads written downstream
   bool head_request_ = false;
+  bool linger_ = false;  // the client may still be sending: drain its input before closing
 };
 
 /// Runs an HttpSession for an accepted socket until it closes.
 boost::asio::awaitable<void> serve_http(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
                                         const ListenerInfo& listener);
+
+/// Terminates TLS on an accepted socket (certificate by SNI from the snapshot current at
+/// accept), then serves HTTP/1.1 on it until it closes.
+boost::asio::awaitable<void> serve_https(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
+                                         const ListenerInfo& listener);
 
 }  // namespace kedge::proxy

@@ -29,9 +29,11 @@ struct Limits {
 
 /// How requests reached kedge; sets X-Forwarded-Proto and -Port.
 struct ListenerInfo {
-  std::string scheme = "http";
+  std::string scheme = "http";  // "https": TLS is terminated on this listener
   uint16_t port = 80;
   std::string api_proxy_token;  // not empty: this listener is the API proxy
+  uint16_t https_port = 0;      // where ssl-redirect sends plain HTTP; 0: no HTTPS listener
+  std::string hsts;             // Strict-Transport-Security value on HTTPS answers; empty: none
 };
 
 }  // namespace kedge::proxy

@@ -6,8 +6,11 @@
 #include "upstream/upstreams.h"
 
 #include <random>
+#include <unordered_set>
 
 namespace kedge::proxy {
+
+class HttpSession;
 
 /// What every connection of one worker shares: the current snapshot, the upstream state and
 /// the counters. Thread: the worker's event loop only. Owner: server::Worker.
@@ -20,6 +23,9 @@ struct WorkerContext {
   Stats stats;
   std::mt19937_64 rng;  // request ids
   bool draining = false;
+  // Open client connections, for a drain to close the idle ones. Owned by the worker and
+  // outliving the io_context, whose destruction may destroy sessions after this context.
+  std::unordered_set<HttpSession*>* sessions = nullptr;
 };
 
 }  // namespace kedge::proxy

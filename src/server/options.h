@@ -14,6 +14,9 @@ struct ServeOptions {
   std::vector<std::string> manifests;
   std::string http_listen = "0.0.0.0:8080";
   std::string admin_listen = "127.0.0.1:10254";
+  std::string https_listen;         // empty: no TLS listener
+  int64_t hsts_max_age = 31536000;  // ingress-nginx's default; 0 turns HSTS off
+  bool hsts_include_subdomains = true;
   int workers = 0;                     // 0: one per core
   std::string publish_status_address;  // default: the HTTP listen address (127.0.0.1 for any)
   std::string log_level = "info";

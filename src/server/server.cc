@@ -3,6 +3,7 @@
 #include "k8s/dir_watcher.h"
 #include "server/options.h"
 #include "server/worker.h"
+#include "tls/server_context.h"
 
 #include <ifaddrs.h>
 #include <netdb.h>
@@ -147,17 +148,47 @@ int run_serve(const ServeOptions& flags) {
   int n_workers = options.workers > 0
                       ? options.workers
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string https_host;
+  uint16_t https_port = 0;
+  const bool https = !options.https_listen.empty();
+  if (https && !split_host_port(options.https_listen, https_host, https_port)) {
+    spdlog::error("--https-listen: expected ADDR:PORT, got \"{}\"", options.https_listen);
+    return 2;
+  }
+  if (https) {
+    // The certificate for names no Ingress covers, as ingress-nginx makes one.
+    tls::PemPair pem = tls::make_self_signed({});
+    auto fallback = tls::ServerContext::from_pem(pem.cert, pem.key, "self-signed default");
+    if (!fallback) {
+      spdlog::error("cannot make the default certificate: {}", fallback.error().message);
+      return 1;
+    }
+    options.translate.fallback_certificate = *fallback;
+  }
+  std::string hsts;
+  if (options.hsts_max_age > 0)
+    hsts = fmt::format("max-age={}{}", options.hsts_max_age,
+                       options.hsts_include_subdomains ? "; includeSubDomains" : "");
+
   std::vector<std::unique_ptr<Worker>> workers;
   auto http_endpoint = asio::ip::tcp::endpoint(asio::ip::make_address(http_host), http_port);
+  auto https_endpoint = asio::ip::tcp::endpoint(
+      https ? asio::ip::make_address(https_host) : asio::ip::address(), https_port);
   try {
     for (int i = 0; i < n_workers; ++i) {
       auto w = std::make_unique<Worker>(i, options.limits);
-      uint16_t bound = w->listen(http_endpoint, proxy::ListenerInfo{"http", http_port});
-      http_endpoint.port(bound);  // with port 0, every worker shares the first one's port
+      // With port 0, every worker shares the port the first one was given.
+      if (https)
+        https_endpoint.port(
+            w->listen(https_endpoint, proxy::ListenerInfo{"https", https_port, "", 0, hsts}));
+      http_endpoint.port(w->listen(
+          http_endpoint, proxy::ListenerInfo{"http", http_port, "",
+                                             https ? https_endpoint.port() : uint16_t{0}, ""}));
       workers.push_back(std::move(w));
     }
   } catch (const boost::system::system_error& e) {
-    spdlog::error("cannot listen on {}: {}", options.http_listen, e.code().message());
+    spdlog::error("cannot listen on {} {}: {}", options.http_listen, options.https_listen,
+                  e.code().message());
     return 1;
   }
 
@@ -215,13 +246,16 @@ int run_serve(const ServeOptions& flags) {
                                    for (auto& w : workers) w->publish(snapshot);
                                    data_plane->apply(snapshot);
                                  });
+  // Watch before the first load, so that no change made once /readyz answers can be missed.
+  k8s::DirWatcher watcher(roots, [&controller] { controller.notify(); });
   controller.load_now();
   for (auto& w : workers) w->start();
   admin->start();
-  spdlog::info("kedge serving http on {}:{} with {} workers; admin on {}:{}", http_host,
-               http_endpoint.port(), n_workers, admin_host, admin->port());
+  spdlog::info("kedge serving http on {}:{}{} with {} workers; admin on {}:{}", http_host,
+               http_endpoint.port(),
+               https ? fmt::format(", https on {}:{}", https_host, https_endpoint.port()) : "",
+               n_workers, admin_host, admin->port());
 
-  k8s::DirWatcher watcher(roots, [&controller] { controller.notify(); });
   std::thread control_thread([&controller] { controller.run(); });
 
   int sig = 0;

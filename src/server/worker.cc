@@ -15,7 +15,9 @@ namespace kedge::server {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Worker::Worker(int index, const proxy::Limits& limits) : index_(index), ctx_(limits) {}
+Worker::Worker(int index, const proxy::Limits& limits) : index_(index), ctx_(limits) {
+  ctx_.sessions = &sessions_;
+}
 
 Worker::~Worker() {
   ioc_.stop();
@@ -57,7 +59,10 @@ void Worker::start() {
               socket.close(ignored);
               continue;
             }
-            asio::co_spawn(ioc_, proxy::serve_http(ctx_, std::move(socket), l.info),
+            asio::co_spawn(ioc_,
+                           l.info.scheme == "https"
+                               ? proxy::serve_https(ctx_, std::move(socket), l.info)
+                               : proxy::serve_http(ctx_, std::move(socket), l.info),
                            asio::detached);
           }
         },
@@ -90,6 +95,8 @@ void Worker::drain(std::chrono::milliseconds grace) {
       boost::system::error_code ignored;
       l.acceptor.close(ignored);
     }
+    // Connections between requests close now; those with a request in flight finish it.
+    for (proxy::HttpSession* session : sessions_) session->close_if_idle();
     asio::co_spawn(
         ioc_,
         [this, grace]() -> asio::awaitable<void> {

@@ -12,6 +12,7 @@
 #include <future>
 #include <memory>
 #include <thread>
+#include <unordered_set>
 
 namespace kedge::server {
 
@@ -43,6 +44,7 @@ class Worker {
   };
 
   int index_;
+  std::unordered_set<proxy::HttpSession*> sessions_;  // before ioc_: outlives its handlers
   boost::asio::io_context ioc_{1};
   proxy::WorkerContext ctx_;
   std::deque<Listener> listeners_;

@@ -205,3 +205,30 @@ def test_head_and_body_in_one_write(unlimited):
             r = read_response(f)
         assert r.status == 200, r
         assert r.json()["body_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_413_reaches_client_still_sending(limited, tmp_path):
+    """A body far over the limit: kedge answers 413 at once, and the client must get to read it
+    although it is still sending (no reset that would destroy the answer)."""
+    f = tmp_path / "5m.bin"
+    f.write_bytes(b"q" * (5 * MiB))
+    for expect in ("Expect:", "Expect: 100-continue"):
+        for _ in range(4):
+            r = curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: small.test",
+                     "-H", expect, "--data-binary", f"@{f}",
+                     f"http://127.0.0.1:{limited.http_port}/")
+            assert r.stdout == b"413", (expect, r.stdout, r.stderr)
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: small.test", "-H", "Expect:",
+             "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{f}",
+             f"http://127.0.0.1:{limited.http_port}/")
+    assert r.stdout == b"413", (r.stdout, r.stderr)
+
+
+def test_404_with_body_reaches_client(limited, tmp_path):
+    f = tmp_path / "2m.bin"
+    f.write_bytes(b"n" * (2 * MiB))
+    for _ in range(3):
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: nowhere.test",
+                 "-H", "Expect:", "--data-binary", f"@{f}",
+                 f"http://127.0.0.1:{limited.http_port}/")
+        assert r.stdout == b"404", (r.stdout, r.stderr)

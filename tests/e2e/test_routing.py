@@ -10,6 +10,8 @@ import pytest
 from conftest import (
     endpoint_slice,
     free_port,
+    raw_connect,
+    read_response,
     ingress,
     path_rule,
     service,
@@ -249,3 +251,18 @@ def test_routing_in_other_namespace(env):
     body = k.get_json("shop.test", "/")
     assert body["service"] == "shop" and body["namespace"] == "store"
     assert k.service_of("shop.test", "/") == "shop"
+
+
+def test_absolute_form_target_routes_by_its_authority(routed):
+    s = raw_connect(routed.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET http://api.test/abs?x=1 HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        r = read_response(f)
+    assert r.status == 200, r
+    body = r.json()
+    assert body["service"] == "api"
+    assert body["path"] == "/abs?x=1"  # origin-form upstream
+    # The authority replaces the Host field (RFC 9112 §3.2.2), once.
+    assert body["host"] == "api.test"
+    assert body["headers"]["host"] == "api.test"
+    assert body["headers"]["x-forwarded-host"] == "api.test"

@@ -79,3 +79,29 @@ def test_grace_period_is_bounded(env):
             code = None
         assert code == 0, k.proc.log_tail()
         assert time.monotonic() - t0 < timeout(5)
+
+
+def test_sigterm_closes_idle_keepalive_connections(env):
+    """Connections waiting for their next request do not hold up the stop: they close at once,
+    while the grace period is long."""
+    k = start(env, "--shutdown-grace-ms", "20000")
+    conns = []
+    for _ in range(4):
+        s = raw_connect(k.http_port)
+        f = s.makefile("rb")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        assert read_response(f).status == 200
+        conns.append((s, f))
+    try:
+        t0 = time.monotonic()
+        os.kill(k.proc.pid, signal.SIGTERM)
+        code = k.proc.proc.wait(timeout=timeout(10))
+        assert code == 0, k.proc.log_tail()
+        assert time.monotonic() - t0 < timeout(3)
+        for s, f in conns:
+            s.settimeout(timeout(5))
+            assert f.read() == b""  # closed without an answer
+    finally:
+        for s, f in conns:
+            f.close()
+            s.close()
