@@ -3,12 +3,12 @@
 // timeouts. Runs on its own thread so Service traffic never shares a loop with HTTP routing.
 #include "l4/data_plane.h"
 
-#include <boost/asio.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include <list>
 #include <map>
@@ -309,8 +309,8 @@ class UserspaceDataPlane final : public DataPlane {
           flow->up.cancel(ignored);
         }
       });
-      auto [cec] = co_await flow->up.async_connect({to_address(ep->address), ep->address.port},
-                                                   kUseTuple);
+      auto [cec] =
+          co_await flow->up.async_connect({to_address(ep->address), ep->address.port}, kUseTuple);
       timer.cancel();
       if (!cec) {
         flow->endpoint = ep->address;
@@ -373,7 +373,8 @@ class UserspaceDataPlane final : public DataPlane {
     std::array<char, 65536> buf;
     while (!s->closed) {
       udp::endpoint client;
-      auto [ec, n] = co_await s->udp_socket.async_receive_from(asio::buffer(buf), client, kUseTuple);
+      auto [ec, n] =
+          co_await s->udp_socket.async_receive_from(asio::buffer(buf), client, kUseTuple);
       if (s->closed) co_return;
       if (ec) continue;
       std::shared_ptr<UdpFlow> flow;
@@ -399,7 +400,8 @@ class UserspaceDataPlane final : public DataPlane {
     }
   }
 
-  asio::awaitable<void> udp_replies(std::shared_ptr<ListenerState> s, std::shared_ptr<UdpFlow> flow) {
+  asio::awaitable<void> udp_replies(std::shared_ptr<ListenerState> s,
+                                    std::shared_ptr<UdpFlow> flow) {
     std::array<char, 65536> buf;
     while (flow->up.is_open()) {
       auto [ec, n] = co_await flow->up.async_receive(asio::buffer(buf), kUseTuple);
@@ -416,8 +418,8 @@ class UserspaceDataPlane final : public DataPlane {
   asio::awaitable<void> sweep_udp() {
     asio::steady_timer t(ioc_);
     while (true) {
-      t.expires_after(std::min<Clock::duration>(options_.udp_idle_timeout / 4,
-                                                std::chrono::seconds(5)));
+      t.expires_after(
+          std::min<Clock::duration>(options_.udp_idle_timeout / 4, std::chrono::seconds(5)));
       auto [ec] = co_await t.async_wait(kUseTuple);
       if (ec) co_return;
       auto now = Clock::now();
@@ -440,27 +442,40 @@ class UserspaceDataPlane final : public DataPlane {
       auto [ec, socket] = co_await s->acceptor.async_accept(kUseTuple);
       if (s->closed) co_return;
       if (ec) continue;
-      std::string request;
-      std::array<char, 1024> buf;
-      while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
-        auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf), kUseTuple);
-        if (rec) break;
-        request.append(buf.data(), n);
-      }
-      const auto& c = s->config;
-      std::string body = fmt::format(
-          "{{\"service\":{{\"namespace\":\"{}\",\"name\":\"{}\"}},\"localEndpoints\":{},"
-          "\"serviceProxyHealthy\":true}}\n",
-          c.namespace_, c.name, c.local_endpoints);
-      bool ok = c.local_endpoints > 0;
-      std::string resp = fmt::format(
-          "HTTP/1.1 {}\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
-          "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-          ok ? "200 OK" : "503 Service Unavailable", body.size(), body);
-      co_await asio::async_write(socket, asio::buffer(resp), kUseTuple);
-      boost::system::error_code ignored;
-      socket.shutdown(tcp::socket::shutdown_send, ignored);
+      // Each client on its own, so one that sends nothing does not hold up the others.
+      asio::co_spawn(ioc_, health_answer(s, std::make_shared<tcp::socket>(std::move(socket))),
+                     asio::detached);
     }
+  }
+
+  asio::awaitable<void> health_answer(std::shared_ptr<HealthState> s,
+                                      std::shared_ptr<tcp::socket> socket) {
+    asio::steady_timer deadline(ioc_, std::chrono::seconds(10));  // to send the request
+    deadline.async_wait([socket](boost::system::error_code e) {
+      boost::system::error_code ignored;
+      if (!e) socket->close(ignored);
+    });
+    std::string request;
+    std::array<char, 1024> buf;
+    while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+      auto [rec, n] = co_await socket->async_read_some(asio::buffer(buf), kUseTuple);
+      if (rec) break;
+      request.append(buf.data(), n);
+    }
+    if (!socket->is_open() || s->closed) co_return;
+    const auto& c = s->config;
+    std::string body = fmt::format(
+        "{{\"service\":{{\"namespace\":\"{}\",\"name\":\"{}\"}},\"localEndpoints\":{},"
+        "\"serviceProxyHealthy\":true}}\n",
+        c.namespace_, c.name, c.local_endpoints);
+    bool ok = c.local_endpoints > 0;
+    std::string resp = fmt::format(
+        "HTTP/1.1 {}\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        ok ? "200 OK" : "503 Service Unavailable", body.size(), body);
+    co_await asio::async_write(*socket, asio::buffer(resp), kUseTuple);
+    boost::system::error_code ignored;
+    socket->shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   UserspaceOptions options_;
