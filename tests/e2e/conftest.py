@@ -587,3 +587,75 @@ def curl(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
 
 def unique(items: Iterable) -> set:
     return set(items)
+
+
+# --------------------------------------------------------------------------------------------
+# A scripted upstream for responses kedge echo does not produce
+
+
+class RawBackend:
+    """A TCP server on 127.0.0.x that runs `handler(sock, head_bytes)` for every request head it
+    reads (one thread per connection). For upstream behaviour kedge echo does not have."""
+
+    def __init__(self, handler, ip: str = "127.0.0.1", port: int = 0):
+        import threading
+        self.handler, self.ip = handler, ip
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((ip, port))
+        self.listener.listen(64)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []  # request heads, in arrival order
+        self._stop = threading.Event()
+        self._threads: list = []
+        self._conns: list[socket.socket] = []
+        self._accept = threading.Thread(target=self._run, daemon=True)
+        self._accept.start()
+
+    def _run(self) -> None:
+        import threading
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                self.requests.append(head)
+                if self.handler(conn, head) is False:
+                    return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accept.join(5)
+        self.listener.close()
+        for c in self._conns:  # wakes the threads blocked in recv on kept-alive connections
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(5)
