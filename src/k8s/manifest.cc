@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace kedge::k8s {
@@ -18,8 +19,13 @@ using nlohmann::json;
 json scalar_to_json(const YAML::Node& node) {
   const std::string& s = node.Scalar();
   if (node.Tag() != "?") return s;  // quoted or explicitly tagged
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
+  // YAML 1.1 booleans, as the YAML reader of kubectl and the API server resolves them.
+  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES",
+                                              "on",   "On",   "ON",   "y",   "Y"};
+  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO",
+                                               "off",   "Off",   "OFF",   "n",  "N"};
+  if (kTrue.contains(s)) return true;
+  if (kFalse.contains(s)) return false;
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
   {
     char* end = nullptr;
