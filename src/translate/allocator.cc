@@ -136,6 +136,19 @@ bool asks_for_more(const k8s::Service& svc, const ServiceAllocation& held) {
   return !lb.empty() && lb != held.load_balancer_ip;
 }
 
+/// The NodePort a port held before. Like the API server, a port whose number or protocol changed
+/// keeps its NodePort by name, unless another port of the Service now asks for it.
+int32_t previous_node_port(const k8s::Service& svc, const k8s::ServicePort& sp,
+                           const ServiceAllocation& held) {
+  if (auto it = held.node_ports.find(port_key(sp)); it != held.node_ports.end()) return it->second;
+  for (const auto& [key, value] : held.node_ports)
+    if (key.substr(0, key.find('/')) == sp.name &&
+        std::none_of(svc.ports.begin(), svc.ports.end(),
+                     [&](const k8s::ServicePort& p) { return p.node_port == value; }))
+      return value;
+  return 0;
+}
+
 class Allocator {
  public:
   Allocator(const k8s::ObjectStore& store, const AllocatorConfig& config, AllocationResult& out)
@@ -258,11 +271,7 @@ class Allocator {
     for (size_t i = 0; i < svc.ports.size(); ++i) {
       const auto& sp = svc.ports[i];
       std::string field = fmt::format("spec.ports[{}].nodePort", i);
-      int32_t prev = 0;
-      if (previous) {
-        auto it = previous->node_ports.find(port_key(sp));
-        if (it != previous->node_ports.end()) prev = it->second;
-      }
+      int32_t prev = previous ? previous_node_port(svc, sp, *previous) : 0;
       if (wants_node_ports || sp.node_port != 0) {
         if (svc.type == "ClusterIP" || svc.type == "ExternalName") {
           if (sp.node_port != 0)

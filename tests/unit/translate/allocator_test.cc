@@ -442,11 +442,44 @@ TEST_F(AllocatorTest, NodePortsKeptAcrossRestarts) {
   auto r = run(previous);
   EXPECT_EQ(node_port(r, "default/a"), 30500);
   EXPECT_EQ(node_port(r, "default/b"), 30086);
-  // The key holds the port name, protocol and number: a changed port gets a new NodePort.
+  // A port whose number or protocol changed keeps its NodePort by name, as the API server
+  // patches it in; a new name gets a new one.
   docs_.clear();
-  add({.name = "a", .type = "NodePort", .ports = {"{name: http, port: 81}"}});
+  add({.name = "a",
+       .type = "NodePort",
+       .ports = {"{name: http, port: 81, protocol: UDP}", "{name: extra, port: 82}"}});
   r = run(previous);
+  EXPECT_TRUE(r.issues.empty()) << dump(r.issues);
+  EXPECT_EQ(node_port(r, "default/a", "http/UDP/81"), 30500);
+  EXPECT_EQ(node_port(r, "default/a", "extra/TCP/82"), 30086);
+  EXPECT_EQ(find(r, "default/a")->node_ports.size(), 2u);
+  // Unless another port of the Service now asks for it.
+  docs_.clear();
+  add({.name = "a",
+       .type = "NodePort",
+       .ports = {"{name: http, port: 81}", "{name: extra, port: 82, nodePort: 30500}"}});
+  r = run(previous);
+  EXPECT_TRUE(r.issues.empty()) << dump(r.issues);
+  EXPECT_EQ(node_port(r, "default/a", "extra/TCP/82"), 30500);
   EXPECT_EQ(node_port(r, "default/a", "http/TCP/81"), 30086);
+}
+
+TEST_F(AllocatorTest, TypeChangeReleasesWhatIsNoLongerNeeded) {
+  add({.name = "a", .type = "ClusterIP"});
+  add({.name = "b", .type = "LoadBalancer", .meta = created(5)});
+  Allocations previous;
+  previous.services["default/a"] = {
+      "10.96.0.30", {{"http/TCP/80", 30086}}, 0, "192.168.10.1", "default"};
+  auto r = run(previous);
+  EXPECT_TRUE(r.issues.empty()) << dump(r.issues);
+  const ServiceAllocation* a = find(r, "default/a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->cluster_ip, "10.96.0.30");
+  EXPECT_TRUE(a->node_ports.empty());
+  EXPECT_EQ(a->load_balancer_ip, "");
+  // What "a" gave up is free for the next one.
+  EXPECT_EQ(node_port(r, "default/b"), 30086);
+  EXPECT_EQ(lb_ip(r, "default/b"), "192.168.10.1");
 }
 
 TEST_F(AllocatorTest, AllocateLoadBalancerNodePortsFalse) {
