@@ -450,6 +450,22 @@ def test_session_affinity_client_ip(env):
     udp_seen = udp_pods(a.cluster_ip, SERVICE_PORT, 6)
     assert len(set(udp_seen)) == 1, udp_seen
 
+    # Affinity ends after timeoutSeconds without traffic.
+    generation = k.generation()
+    env.write("brief.yaml",
+              svc("brief", port=SERVICE_PORT + 1,
+                  spec={"sessionAffinity": "ClientIP",
+                        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 1}}}),
+              slice_for("brief", pods))
+    k.wait_reload(generation)
+    b = allocation(k, "brief")
+    wait_listening(b.cluster_ip, SERVICE_PORT + 1)
+    pinned = tcp_pods(b.cluster_ip, SERVICE_PORT + 1, 4)
+    assert len(set(pinned)) == 1, pinned
+    time.sleep(1.5)
+    later = tcp_pods(b.cluster_ip, SERVICE_PORT + 1, 4)
+    assert len(set(later)) == 1 and later[0] != pinned[0], (pinned, later)
+
     # Without affinity the same client spreads over every pod.
     generation = k.generation()
     env.write("sticky.yaml", svc("sticky"), slice_for("sticky", pods))
@@ -654,7 +670,8 @@ def test_api_proxy(env):
     ranges = Ranges(8)
     pods = echoes(env, "api", 1, ns="tools")
     env.write("api.yaml", svc("api", ns="tools", type_="ClusterIP"),
-              slice_for("api", pods, ns="tools"))
+              slice_for("api", pods, ns="tools"),
+              svc("idle", ns="tools", type_="ClusterIP", port=SERVICE_PORT + 1))
     token = "s3cr3t-token-" + os.urandom(6).hex()
     token_file = env.root / "token"
     token_file.write_text(token + "\n")
@@ -663,10 +680,10 @@ def test_api_proxy(env):
               "--api-proxy-token-file", str(token_file))
     wait_listening("127.0.0.1", port)
 
-    def get(path: str, headers: dict | None = None):
+    def get(path: str, headers: dict | None = None, method: str = "GET", body=None):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout(5))
         try:
-            c.request("GET", path, headers=headers or {})
+            c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
             return r.status, dict(r.getheaders()), r.read()
         finally:
@@ -681,6 +698,14 @@ def test_api_proxy(env):
         assert j["pod"] == "api-0" and j["path"] == "/some/path?q=1", j
         # The token is for kedge, not for the pod.
         assert "authorization" not in j["headers"], j["headers"]
+
+    payload = os.urandom(100000)
+    status, _, body = get(f"{base}/api:tcp/proxy/upload", auth, "POST", payload)
+    assert status == 200, body
+    j = json.loads(body)
+    assert j["method"] == "POST" and j["body_sha256"] == hashlib.sha256(payload).hexdigest()
+    # A Service without endpoints: 503.
+    assert get(f"{base}/idle:tcp/proxy/", auth)[0] == 503
 
     assert get(f"{base}/api:tcp/proxy/x")[0] == 401
     assert get(f"{base}/api:tcp/proxy/x", {"Authorization": "Bearer wrong"})[0] == 401
