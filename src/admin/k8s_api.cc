@@ -181,7 +181,7 @@ std::optional<AdminResponse> handle_k8s_api(const AdminRequest& req,
   const Resource* res = nullptr;
   for (const Resource& r : kResources)
     if (r.group == group && r.version == version && r.plural == plural) res = &r;
-  if (!res)
+  if (!res || (!res->namespaced && !ns.empty()))  // cluster-scoped kinds have no namespace path
     return status_error(404, "NotFound", "the server could not find the requested resource");
   // HEAD is a GET whose body AdminServer drops, as for the other admin routes.
   if (req.method != "GET" && req.method != "HEAD")
