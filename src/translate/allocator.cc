@@ -291,12 +291,16 @@ class Allocator {
 
     bool our_lb = svc.type == "LoadBalancer" && (svc.load_balancer_class.empty() ||
                                                  svc.load_balancer_class == kLoadBalancerClass);
-    if (our_lb) assign_lb(svc, id, previous, a, lbs, problems);
+    // No free address is not a conflict: like a LoadBalancer Service that MetalLB cannot serve,
+    // it keeps its ClusterIP and NodePorts and waits for an address.
+    std::vector<std::pair<std::string, std::string>> pending;
+    if (our_lb) assign_lb(svc, id, previous, a, lbs, problems, pending);
 
     if (!problems.empty()) {
       for (auto& [field, message] : problems) issue(so, field, message);
       return false;
     }
+    for (auto& [field, message] : pending) issue(so, field, message);
     cluster_ips_ = std::move(ips);
     node_ports_ = std::move(ports);
     lb_ips_ = std::move(lbs);
@@ -307,7 +311,8 @@ class Allocator {
  private:
   void assign_lb(const k8s::Service& svc, const std::string& id, const ServiceAllocation* previous,
                  ServiceAllocation& a, std::map<uint32_t, LbHolder>& lbs,
-                 std::vector<std::pair<std::string, std::string>>& problems) {
+                 std::vector<std::pair<std::string, std::string>>& problems,
+                 std::vector<std::pair<std::string, std::string>>& pending) {
     std::string sharing = svc.meta.annotation(std::string(kAnnotationSharing));
     std::string pool_name = svc.meta.annotation(std::string(kAnnotationPool));
     std::string requested = requested_lb_ip(svc);
@@ -386,10 +391,10 @@ class Allocator {
             return;
           }
     }
-    problems.push_back({"status.loadBalancer",
-                        pool_name.empty()
-                            ? "no address pool has a free address"
-                            : fmt::format("address pool \"{}\" has no free address", pool_name)});
+    pending.push_back({"status.loadBalancer",
+                       pool_name.empty()
+                           ? "no address pool has a free address"
+                           : fmt::format("address pool \"{}\" has no free address", pool_name)});
   }
 
   const k8s::ObjectStore& store_;

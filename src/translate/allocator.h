@@ -73,7 +73,8 @@ struct AllocationResult {
 /// Allocates ClusterIPs, NodePorts, health-check NodePorts and LoadBalancer IPs with the API
 /// server's rules: what a Service held before stays its own; explicit requests are honoured when
 /// free and refused (naming the holder) when not; the rest is allocated from the upper band of
-/// each range first (KEP-3070, KEP-3668). A refused Service gets no allocation at all.
+/// each range first (KEP-3070, KEP-3668). A refused Service gets no allocation at all; a
+/// LoadBalancer Service for which no pool has a free address keeps the rest (reported, pending).
 /// Deterministic and pure. Thread: any.
 AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& previous,
                           const AllocatorConfig& config);

@@ -513,7 +513,24 @@ def test_shared_load_balancer_ip(env):
                for i in errors), errors
     r = k.admin_json("/api/v1/namespaces/default/services/share-d")
     assert not r.get("status", {}).get("loadBalancer", {}).get("ingress"), r
+    assert not r["spec"].get("clusterIP"), r  # refused: holds nothing
     assert not can_connect(a.lb_ip, SERVICE_PORT + 2)
+
+    # A pool without a free address is no conflict: the Service waits for an address and is
+    # reachable on its ClusterIP and NodePorts meanwhile.
+    generation = k.generation()
+    env.write("waiting.yaml",
+              svc("waiting", port=SERVICE_PORT + 3,
+                  annotations={"metallb.universe.tf/address-pool": "nowhere"}),
+              slice_for("waiting", pa))
+    k.wait_reload(generation)
+    w = allocation(k, "waiting", lb=False)
+    assert w.lb_ip is None and w.node_ports["tcp"], w
+    errors = k.admin_json("/debug/errors")["issues"]
+    assert any("waiting" in json.dumps(i) and "nowhere" in json.dumps(i) for i in errors), errors
+    wait_listening(w.cluster_ip, SERVICE_PORT + 3)
+    assert http_get(w.cluster_ip, SERVICE_PORT + 3)["service"] == "share-a"
+    assert http_get("127.0.0.1", w.node_ports["tcp"])["service"] == "share-a"
 
 
 def test_allocations_survive_a_restart(env):

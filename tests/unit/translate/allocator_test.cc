@@ -562,10 +562,38 @@ TEST_F(AllocatorTest, LoadBalancerPoolRunsOut) {
   add({.name = "b", .type = "LoadBalancer", .meta = created(2)});
   auto r = run();
   EXPECT_EQ(lb_ip(r, "default/a"), "192.168.10.5");
-  EXPECT_EQ(find(r, "default/b"), nullptr);
-  ASSERT_NE(issue_for(r, "b"), nullptr);
-  EXPECT_NE(issue_for(r, "b")->message.find("no address pool has a free address"),
-            std::string::npos);
+  // No free address is not a conflict: the Service waits for one (reported), reachable on its
+  // ClusterIP and NodePorts meanwhile.
+  const ServiceAllocation* b = find(r, "default/b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->load_balancer_ip, "");
+  EXPECT_EQ(b->pool, "");
+  EXPECT_EQ(b->cluster_ip, "10.96.0.18");
+  EXPECT_EQ(node_port(r, "default/b"), 30087);
+  const k8s::Issue* i = issue_for(r, "b");
+  ASSERT_NE(i, nullptr);
+  EXPECT_EQ(i->field, "status.loadBalancer");
+  EXPECT_NE(i->message.find("no address pool has a free address"), std::string::npos);
+
+  // Once an address is free, the waiting Service gets it; the rest of what it holds stays.
+  docs_.clear();
+  add({.name = "b", .type = "LoadBalancer", .meta = created(2)});
+  auto again = run(r.allocations);
+  EXPECT_EQ(lb_ip(again, "default/b"), "192.168.10.5");
+  EXPECT_EQ(cluster_ip(again, "default/b"), "10.96.0.18");
+  EXPECT_EQ(node_port(again, "default/b"), 30087);
+}
+
+TEST_F(AllocatorTest, LoadBalancerWithoutAnyPool) {
+  config_.pools.clear();
+  add({.name = "a", .type = "LoadBalancer"});
+  auto r = run();
+  const ServiceAllocation* a = find(r, "default/a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->cluster_ip, "10.96.0.17");
+  EXPECT_EQ(node_port(r, "default/a"), 30086);
+  EXPECT_EQ(a->load_balancer_ip, "");
+  ASSERT_NE(issue_for(r, "a"), nullptr);
 }
 
 TEST_F(AllocatorTest, IpAddressPoolObjects) {
@@ -588,8 +616,9 @@ TEST_F(AllocatorTest, IpAddressPoolObjects) {
   EXPECT_EQ(lb_ip(r, "default/b"), "10.1.0.1");
   EXPECT_EQ(find(r, "default/b")->pool, "manual");
   EXPECT_EQ(lb_ip(r, "default/c"), "10.2.0.11");
-  EXPECT_EQ(find(r, "default/d"), nullptr);  // auto is full; manual is not for it
-  EXPECT_EQ(find(r, "default/e"), nullptr);
+  EXPECT_EQ(lb_ip(r, "default/d"), "");  // auto is full; manual is not for it
+  EXPECT_EQ(lb_ip(r, "default/e"), "");
+  ASSERT_NE(issue_for(r, "d"), nullptr);
   ASSERT_NE(issue_for(r, "e"), nullptr);
   EXPECT_NE(issue_for(r, "e")->message.find("\"nope\""), std::string::npos);
 }
@@ -774,13 +803,13 @@ TEST_F(AllocatorTest, RefusedServiceHoldsNothing) {
        .meta = created(2)});
   add({.name = "next",
        .type = "NodePort",
-       .ports = {"{name: y, port: 82, nodePort: 30333}"},
+       .ports = {"{name: why, port: 82, nodePort: 30333}"},
        .spec = "  clusterIP: 10.96.0.9\n",
        .meta = created(3)});
   auto r = run();
   EXPECT_EQ(find(r, "default/bad"), nullptr);
   EXPECT_EQ(cluster_ip(r, "default/next"), "10.96.0.9");
-  EXPECT_EQ(node_port(r, "default/next", "y/TCP/82"), 30333);
+  EXPECT_EQ(node_port(r, "default/next", "why/TCP/82"), 30333);
   EXPECT_EQ(issue_for(r, "next"), nullptr) << dump(r.issues);
   ASSERT_NE(issue_for(r, "bad"), nullptr);
 }
