@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <cctype>
 #include <vector>
 
 namespace kedge::proxy {
@@ -63,8 +64,11 @@ ApiProxyTarget resolve_api_proxy(const model::Snapshot& snapshot, std::string_vi
 }
 
 bool api_proxy_authorized(std::string_view authorization, std::string_view token) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (token.empty() || !authorization.starts_with(kBearer)) return false;
+  // The scheme is case-insensitive (RFC 9110 §11.1), as the API server reads it.
+  constexpr std::string_view kBearer = "bearer ";
+  if (token.empty() || authorization.size() < kBearer.size()) return false;
+  for (size_t i = 0; i < kBearer.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kBearer[i]) return false;
   std::string_view given = authorization.substr(kBearer.size());
   // Length is not secret; the bytes are compared without an early exit.
   return given.size() == token.size() &&

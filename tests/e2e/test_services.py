@@ -724,9 +724,15 @@ def test_api_proxy(env):
     # A Service without endpoints: 503.
     assert get(f"{base}/idle:tcp/proxy/", auth)[0] == 503
 
+    # The scheme is case-insensitive, as the API server reads it.
+    assert get(f"{base}/api:tcp/proxy/x", {"Authorization": f"bearer {token}"})[0] == 200
+
     assert get(f"{base}/api:tcp/proxy/x")[0] == 401
     assert get(f"{base}/api:tcp/proxy/x", {"Authorization": "Bearer wrong"})[0] == 401
     assert get(f"{base}/api:tcp/proxy/x", {"Authorization": f"Basic {token}"})[0] == 401
+    assert get(f"{base}/api:tcp/proxy/x", {"Authorization": f"Bearer {token}x"})[0] == 401
+    assert get(f"{base}/api:tcp/proxy/x", {"Authorization": f"Bearer {token[:-1]}"})[0] == 401
+    assert get(f"{base}/api:tcp/proxy/x", {"Authorization": "Bearer "})[0] == 401
     status, headers, _ = get(f"{base}/api:tcp/proxy", auth)
     assert status == 301 and headers.get("Location") == f"{base}/api:tcp/proxy/", headers
     assert get(f"{base}/nope:tcp/proxy/", auth)[0] == 404
