@@ -648,9 +648,19 @@ def test_service_edits_move_listeners_and_keep_addresses(env):
     ranges = Ranges(10)
     pods = echoes(env, "edit", 2)
     env.write("edit.yaml", svc("edit"), slice_for("edit", pods))
-    k = start(env, ranges)
+    k = start(env, ranges, "--udp-idle-timeout", "300")
     a = allocation(k, "edit")
     wait_listening(a.lb_ip, SERVICE_PORT)
+
+    # A UDP flow stays on its pod while active, and is forgotten after --udp-idle-timeout: the
+    # same client socket then starts a new flow (the next pod, round robin).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        first = udp_ask(a.lb_ip, SERVICE_PORT, b"a", sock=s)["pod"]
+        for i in range(3):
+            time.sleep(0.1)
+            assert udp_ask(a.lb_ip, SERVICE_PORT, b"b", sock=s)["pod"] == first
+        time.sleep(1.0)
+        assert udp_ask(a.lb_ip, SERVICE_PORT, b"c", sock=s)["pod"] != first
 
     # A new port number: the addresses and NodePorts stay (NodePorts are kept by port name),
     # the listeners move.
