@@ -19,3 +19,7 @@ set_target_properties(llhttp PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE 
 add_library(kedge_asio INTERFACE)
 target_link_libraries(kedge_asio INTERFACE Boost::headers Threads::Threads)
 target_compile_definitions(kedge_asio INTERFACE BOOST_ASIO_NO_DEPRECATED BOOST_ASIO_DISABLE_BOOST_REGEX)
+
+# nghttp2: the HTTP/2 framing layer (Debian's libnghttp2-dev).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)

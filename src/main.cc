@@ -38,6 +38,23 @@ void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
   cmd.add_option("--max-connections", l.max_connections,
                  "Open client connections per worker; more are closed at accept")
       ->capture_default_str();
+  cmd.add_option("--http2-max-concurrent-streams", l.http2_max_concurrent_streams,
+                 "HTTP/2 streams a client may open at once (SETTINGS_MAX_CONCURRENT_STREAMS)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 20));
+  cmd.add_option("--http2-max-header-list-size", l.http2_max_header_list_size,
+                 "Largest HTTP/2 header block, decoded (SETTINGS_MAX_HEADER_LIST_SIZE); larger "
+                 "resets the stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, 16u << 20));
+  cmd.add_option("--http2-max-frame-size", l.http2_max_frame_size,
+                 "Largest HTTP/2 frame payload kedge accepts (SETTINGS_MAX_FRAME_SIZE)")
+      ->capture_default_str()
+      ->check(CLI::Range(16384u, 16777215u));
+  cmd.add_option("--http2-max-resets", l.http2_max_resets,
+                 "Streams an HTTP/2 client may cancel (RST_STREAM) within 10 s; more end the "
+                 "connection with GOAWAY ENHANCE_YOUR_CALM (rapid reset)")
+      ->capture_default_str();
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "proxy/http_session.h"
 
 #include "proxy/api_proxy.h"
+#include "proxy/forwarding.h"
+#include "proxy/http2_session.h"
 #include "proxy/local_reply.h"
 #include "tls/server_context.h"
 
@@ -15,6 +17,9 @@
 #include <boost/asio/write.hpp>
 
 #include <array>
+#include <optional>
+
+#include <sys/socket.h>
 
 namespace kedge::proxy {
 namespace {
@@ -25,66 +30,6 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kBufferSize = 16 * 1024;
 using Clock = std::chrono::steady_clock;
-
-/// Request and response fields that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
-/// the X-Forwarded-* family that kedge sets itself (untrusted from clients, as ingress-nginx's
-/// default use-forwarded-headers=false).
-bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection",        "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-      "transfer-encoding", "expect",     "http2-settings"};
-  for (auto n : kNames)
-    if (http1::iequals(name, n)) return true;
-  return false;
-}
-
-bool is_forwarding_header(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-      "x-real-ip",       "x-request-id",      "x-scheme"};
-  for (auto n : kNames)
-    if (http1::iequals(name, n)) return true;
-  return false;
-}
-
-bool idempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
-         method == "DELETE" || method == "TRACE";
-}
-
-/// The free tail of `b` as a read buffer. write_ptr() may move pending bytes to the front, which
-/// changes writable(): it must run first (function arguments have no evaluation order).
-asio::mutable_buffer free_space(ByteBuffer& b) {
-  char* p = b.write_ptr();
-  return asio::buffer(p, b.writable());
-}
-
-tcp::endpoint to_asio(const model::SocketAddress& a) {
-  if (a.v6) {
-    asio::ip::address_v6::bytes_type b;
-    std::copy(a.ip.begin(), a.ip.end(), b.begin());
-    return {asio::ip::address_v6(b), a.port};
-  }
-  asio::ip::address_v4::bytes_type b;
-  std::copy(a.ip.begin(), a.ip.begin() + 4, b.begin());
-  return {asio::ip::address_v4(b), a.port};
-}
-
-/// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
-void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
-                            std::string_view drop_name = {}) {
-  for (size_t i = 0; i < head.size(); ++i) {
-    std::string_view name = head.name(i);
-    if (is_hop_by_hop(name) || (drop_forwarding && is_forwarding_header(name))) continue;
-    if (drop_forwarding && http1::iequals(name, "host")) continue;  // requests: set by the caller
-    if (!drop_name.empty() && http1::iequals(name, drop_name)) continue;
-    if (head.has_token("connection", name)) continue;
-    out.append(name);
-    out.append(": ");
-    out.append(head.value(i));
-    out.append("\r\n");
-  }
-}
 
 // The tunnel pumps bytes between the client (plain or TLS) and an upstream socket alike.
 using IoResult = DownstreamStream::IoResult;
@@ -679,8 +624,54 @@ asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
   up_ = nullptr;
 }
 
+namespace {
+
+/// Whether a new plain connection starts with the HTTP/2 client preface (h2c with prior
+/// knowledge), peeked without consuming it. Nullopt: the client left or stayed silent.
+asio::awaitable<std::optional<bool>> starts_with_h2_preface(tcp::socket& socket, Millis idle) {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  asio::steady_timer deadline(socket.get_executor(), idle);
+  deadline.async_wait([&socket](boost::system::error_code ec) {
+    boost::system::error_code ignored;
+    if (!ec) socket.cancel(ignored);
+  });
+  std::optional<bool> result;
+  for (int tries = 0; tries < 50; ++tries) {
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kUseTuple);
+    if (ec) break;
+    char buf[kPreface.size()];
+    ssize_t n = ::recv(socket.native_handle(), buf, sizeof buf, MSG_PEEK);
+    if (n <= 0) {
+      result = false;  // EOF or an error: HttpSession sees it and closes
+      break;
+    }
+    if (std::string_view(buf, n) != kPreface.substr(0, n)) {
+      result = false;
+      break;
+    }
+    if (static_cast<size_t>(n) >= 4) {  // "PRI " is no HTTP/1.1 method kedge serves
+      result = true;
+      break;
+    }
+    asio::steady_timer pause(socket.get_executor(), std::chrono::milliseconds(10));
+    co_await pause.async_wait(kUseTuple);
+  }
+  deadline.cancel();
+  co_return result;
+}
+
+}  // namespace
+
 asio::awaitable<void> serve_http(WorkerContext& ctx, tcp::socket socket,
                                  const ListenerInfo& listener) {
+  if (listener.api_proxy_token.empty()) {
+    std::optional<bool> h2 = co_await starts_with_h2_preface(socket, ctx.limits.keepalive_timeout);
+    if (!h2) co_return;  // closes the socket
+    if (*h2) {
+      co_await serve_http2(ctx, DownstreamStream(std::move(socket)), listener);
+      co_return;
+    }
+  }
   HttpSession session(ctx, DownstreamStream(std::move(socket)), listener);
   co_await session.run();
 }
@@ -724,6 +715,14 @@ asio::awaitable<void> serve_https(WorkerContext& ctx, tcp::socket socket,
   tls::attach_sni_selector(stream->native_handle(), nullptr);
   if (ec) {
     spdlog::debug("TLS handshake failed: {}", ec.message());
+    co_return;
+  }
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_len = 0;
+  SSL_get0_alpn_selected(stream->native_handle(), &alpn, &alpn_len);
+  if (std::string_view(reinterpret_cast<const char*>(alpn), alpn ? alpn_len : 0) == "h2") {
+    co_await serve_http2(ctx, DownstreamStream(std::move(stream), selector.name, snapshot),
+                         listener);
     co_return;
   }
   HttpSession session(ctx, DownstreamStream(std::move(stream), selector.name, snapshot), listener);

@@ -25,6 +25,10 @@ struct Limits {
   int eject_after_failures = 3;            // consecutive connect failures that eject an endpoint
   Millis eject_base{1'000};                // first ejection time; doubles up to eject_max
   Millis eject_max{30'000};
+  uint32_t http2_max_concurrent_streams = 128;      // --http2-max-concurrent-streams
+  uint32_t http2_max_header_list_size = 64 * 1024;  // --http2-max-header-list-size
+  uint32_t http2_max_frame_size = 16384;            // --http2-max-frame-size
+  uint32_t http2_max_resets = 200;  // --http2-max-resets: client-cancelled streams per 10 s
 };
 
 /// How requests reached kedge; sets X-Forwarded-Proto and -Port.

@@ -164,6 +164,7 @@ int run_serve(const ServeOptions& flags) {
       return 1;
     }
     options.translate.fallback_certificate = *fallback;
+    tls::set_http2_enabled(true);  // ALPN offers h2, then http/1.1
   }
   std::string hsts;
   if (options.hsts_max_age > 0)

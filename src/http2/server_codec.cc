@@ -1,0 +1,217 @@
+#include "http2/server_codec.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+
+namespace kedge::http2 {
+
+struct Callbacks {
+  static ServerCodec& self(void* user) { return *static_cast<ServerCodec*>(user); }
+
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    ServerCodec& c = self(user);
+    if (c.calm_) return 0;  // refused: the rest of this input is ignored
+    // nghttp2 1.52 decodes a header block past the header list limit without keeping it; bound
+    // the block itself so a CONTINUATION flood cannot keep a connection busy.
+    if (hd->type == NGHTTP2_HEADERS) {
+      c.block_bytes_ = hd->length;
+      c.block_frames_ = 1;
+    } else if (hd->type == NGHTTP2_CONTINUATION) {
+      c.block_bytes_ += hd->length;
+      ++c.block_frames_;
+      if (c.block_bytes_ > c.settings_.max_header_list_size + 16384 || c.block_frames_ > 64)
+        c.refuse();  // a callback failure here would leave the GOAWAY unsent
+    }
+    return 0;
+  }
+
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    ServerCodec& c = self(user);
+    if (c.calm_) return 0;
+    auto& p = c.pending_[frame->hd.stream_id];
+    p.headers.clear();  // trailers start a new block
+    p.bytes = 0;
+    return 0;
+  }
+
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+    ServerCodec& c = self(user);
+    auto it = c.pending_.find(frame->hd.stream_id);
+    if (it == c.pending_.end() || c.calm_) return 0;
+    it->second.bytes += namelen + valuelen + 32;  // as SETTINGS_MAX_HEADER_LIST_SIZE counts
+    if (it->second.bytes > c.settings_.max_header_list_size)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets this stream
+    it->second.headers.push_back({std::string(reinterpret_cast<const char*>(name), namelen),
+                                  std::string(reinterpret_cast<const char*>(value), valuelen)});
+    return 0;
+  }
+
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    ServerCodec& c = self(user);
+    if (c.calm_) return 0;
+    const int32_t id = frame->hd.stream_id;
+    const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    switch (frame->hd.type) {
+      case NGHTTP2_HEADERS: {
+        auto it = c.pending_.find(id);
+        if (it == c.pending_.end()) break;
+        if (!it->second.head_done) {
+          it->second.head_done = true;
+          c.handler_.on_request(id, std::move(it->second.headers), end_stream);
+        } else if (end_stream) {
+          c.handler_.on_request_end(id, std::move(it->second.headers));
+        }
+        it->second.headers.clear();
+        break;
+      }
+      case NGHTTP2_DATA:
+        if (end_stream && c.pending_.contains(id)) c.handler_.on_request_end(id, {});
+        break;
+      case NGHTTP2_RST_STREAM: {
+        // Rapid reset (CVE-2023-44487): streams opened and cancelled at once cost the server
+        // work the client never waits for. Too many in the window end the connection.
+        auto now = std::chrono::steady_clock::now();
+        c.resets_.push_back(now);
+        while (!c.resets_.empty() && now - c.resets_.front() > c.settings_.reset_window)
+          c.resets_.pop_front();
+        if (c.resets_.size() > c.settings_.max_resets) c.refuse();
+        break;
+      }
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int on_data_chunk(nghttp2_session*, uint8_t, int32_t id, const uint8_t* data, size_t len,
+                           void* user) {
+    ServerCodec& c = self(user);
+    if (c.pending_.contains(id) && !c.calm_)
+      c.handler_.on_data(id, data, len);
+    else
+      nghttp2_session_consume(c.session_, id, len);
+    return 0;
+  }
+
+  static int on_stream_close(nghttp2_session*, int32_t id, uint32_t error_code, void* user) {
+    ServerCodec& c = self(user);
+    auto it = c.pending_.find(id);
+    if (it == c.pending_.end()) return 0;
+    bool delivered = it->second.head_done;
+    c.pending_.erase(it);
+    if (delivered) c.handler_.on_stream_close(id, error_code);
+    return 0;
+  }
+
+  static ssize_t read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t length,
+                           uint32_t* flags, nghttp2_data_source*, void* user) {
+    bool eof = false;
+    size_t n = self(user).handler_.read_body(id, buf, length, eof);
+    if (eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
+    return static_cast<ssize_t>(n);
+  }
+};
+
+ServerCodec::ServerCodec(Handler& handler, const ServerSettings& settings)
+    : handler_(handler), settings_(settings) {
+  nghttp2_session_callbacks* cb = nullptr;
+  nghttp2_session_callbacks_new(&cb);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, Callbacks::on_begin_frame);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, Callbacks::on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, Callbacks::on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Callbacks::on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Callbacks::on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, Callbacks::on_stream_close);
+  nghttp2_option* opt = nullptr;
+  nghttp2_option_new(&opt);
+  nghttp2_option_set_no_auto_window_update(opt, 1);  // windows open as bodies are forwarded
+  nghttp2_option_set_max_settings(opt, 32);
+  nghttp2_session_server_new2(&session_, cb, this, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+
+  const nghttp2_settings_entry entries[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings_.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings_.max_header_list_size},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, settings_.max_frame_size},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings_.stream_window},
+  };
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries, std::size(entries));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(settings_.connection_window));
+}
+
+ServerCodec::~ServerCodec() { nghttp2_session_del(session_); }
+
+void ServerCodec::refuse() {
+  if (calm_) return;
+  calm_ = true;
+  nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+bool ServerCodec::feed(const uint8_t* data, size_t size) {
+  if (calm_) return false;
+  ssize_t rv = nghttp2_session_mem_recv(session_, data, size);
+  if (rv < 0 && !calm_) {
+    // A fatal input error leaves the GOAWAY to us. Floods (Debian's nghttp2 1.52 also bounds
+    // CONTINUATION frames per block: NGHTTP2_ERR_TOO_MANY_CONTINUATIONS, -905) are met calmly.
+    if (rv == NGHTTP2_ERR_FLOODED || rv == -905) {
+      refuse();
+    } else {
+      nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+    }
+  }
+  return rv >= 0 && !calm_;
+}
+
+bool ServerCodec::drain(std::string& out, size_t max) {
+  while (out.size() < max) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) return false;
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool ServerCodec::want_read() const { return !calm_ && nghttp2_session_want_read(session_); }
+bool ServerCodec::want_write() const { return nghttp2_session_want_write(session_); }
+
+bool ServerCodec::submit_response(int32_t stream, int status, const std::vector<Header>& headers,
+                                  bool has_body) {
+  std::string status_text = std::to_string(status);
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(headers.size() + 1);
+  auto nv = [](std::string_view n, std::string_view v) {
+    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                      reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                      NGHTTP2_NV_FLAG_NONE};
+  };
+  nva.push_back(nv(":status", status_text));
+  for (const Header& h : headers) nva.push_back(nv(h.name, h.value));
+  nghttp2_data_provider provider{};
+  provider.read_callback = Callbacks::read_body;
+  return nghttp2_submit_response(session_, stream, nva.data(), nva.size(),
+                                 has_body ? &provider : nullptr) == 0;
+}
+
+void ServerCodec::resume(int32_t stream) { nghttp2_session_resume_data(session_, stream); }
+
+void ServerCodec::consume(int32_t stream, size_t size) {
+  nghttp2_session_consume(session_, stream, size);
+}
+
+void ServerCodec::reset(int32_t stream, uint32_t error_code) {
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream, error_code);
+}
+
+void ServerCodec::goaway(uint32_t error_code) {
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), error_code, nullptr, 0);
+}
+
+}  // namespace kedge::http2

@@ -1,0 +1,37 @@
+#pragma once
+
+#include "common/byte_buffer.h"
+#include "http1/message_head.h"
+#include "model/snapshot.h"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace kedge::proxy {
+
+/// Request and response fields that describe one hop, never forwarded (RFC 9110 §7.6.1).
+bool is_hop_by_hop(std::string_view name);
+/// The X-Forwarded-* family that kedge sets itself (untrusted from clients, as ingress-nginx's
+/// default use-forwarded-headers=false).
+bool is_forwarding_header(std::string_view name);
+/// Methods that may be resent to another endpoint after a failure.
+bool idempotent(std::string_view method);
+
+/// The free tail of `b` as a read buffer. write_ptr() may move pending bytes to the front, which
+/// changes writable(): it must run first (function arguments have no evaluation order).
+inline boost::asio::mutable_buffer free_space(ByteBuffer& b) {
+  char* p = b.write_ptr();
+  return boost::asio::buffer(p, b.writable());
+}
+
+boost::asio::ip::tcp::endpoint to_asio(const model::SocketAddress& a);
+
+/// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
+/// `drop_forwarding` (requests) also drops Host and the forwarding fields, which the caller sets.
+void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
+                            std::string_view drop_name = {});
+
+}  // namespace kedge::proxy

@@ -1,0 +1,291 @@
+#include "http2/server_codec.h"
+
+#include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kedge::http2 {
+namespace {
+
+/// Records what the codec reports and serves a fixed response body per stream.
+struct Recorder : ServerCodec::Handler {
+  std::map<int32_t, std::vector<Header>> requests;
+  std::map<int32_t, std::string> bodies;
+  std::map<int32_t, bool> ended;
+  std::map<int32_t, std::vector<Header>> trailers;
+  std::vector<int32_t> closed;
+  std::map<int32_t, std::string> out;  // response bodies still to send
+  bool out_done = false;
+
+  void on_request(int32_t id, std::vector<Header> h, bool end_stream) override {
+    requests[id] = std::move(h);
+    ended[id] = end_stream;
+  }
+  void on_data(int32_t id, const uint8_t* d, size_t n) override {
+    bodies[id].append(reinterpret_cast<const char*>(d), n);
+  }
+  void on_request_end(int32_t id, std::vector<Header> t) override {
+    ended[id] = true;
+    trailers[id] = std::move(t);
+  }
+  void on_stream_close(int32_t id, uint32_t) override { closed.push_back(id); }
+  size_t read_body(int32_t id, uint8_t* buf, size_t size, bool& eof) override {
+    std::string& o = out[id];
+    size_t n = std::min(size, o.size());
+    std::memcpy(buf, o.data(), n);
+    o.erase(0, n);
+    eof = out_done && o.empty();
+    return n;
+  }
+};
+
+/// A client-side nghttp2 session that writes into a string and records what it receives.
+struct Client {
+  nghttp2_session* session = nullptr;
+  std::string response_body;
+  int status = 0;
+  bool stream_closed = false;
+  uint32_t goaway_error = 0xffffffff;
+
+  Client() {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(
+        cb, [](nghttp2_session*, const nghttp2_frame*, const uint8_t* n, size_t nl,
+               const uint8_t* v, size_t vl, uint8_t, void* u) {
+          if (std::string_view(reinterpret_cast<const char*>(n), nl) == ":status")
+            static_cast<Client*>(u)->status =
+                std::stoi(std::string(reinterpret_cast<const char*>(v), vl));
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+        cb, [](nghttp2_session*, uint8_t, int32_t, const uint8_t* d, size_t n, void* u) {
+          static_cast<Client*>(u)->response_body.append(reinterpret_cast<const char*>(d), n);
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_stream_close_callback(
+        cb, [](nghttp2_session*, int32_t, uint32_t, void* u) {
+          static_cast<Client*>(u)->stream_closed = true;
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_frame_recv_callback(
+        cb, [](nghttp2_session*, const nghttp2_frame* f, void* u) {
+          if (f->hd.type == NGHTTP2_GOAWAY)
+            static_cast<Client*>(u)->goaway_error = f->goaway.error_code;
+          return 0;
+        });
+    nghttp2_session_client_new(&session, cb, this);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
+  }
+  ~Client() { nghttp2_session_del(session); }
+
+  std::string take() {
+    std::string out;
+    const uint8_t* data = nullptr;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(session, &data)) > 0)
+      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    return out;
+  }
+  int32_t request(const char* method, const char* path, nghttp2_data_provider* body = nullptr) {
+    auto nv = [](const char* n, const char* v) {
+      return nghttp2_nv{(uint8_t*)n, (uint8_t*)v, strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE};
+    };
+    nghttp2_nv h[] = {nv(":method", method), nv(":scheme", "https"), nv(":path", path),
+                      nv(":authority", "a.test"), nv("x-test", "1")};
+    return nghttp2_submit_request(session, nullptr, h, 5, body, nullptr);
+  }
+};
+
+/// Moves bytes both ways until neither side has anything to send.
+void pump(Client& c, ServerCodec& s, bool* feed_ok = nullptr) {
+  for (int i = 0; i < 100; ++i) {
+    std::string up = c.take();
+    std::string down;
+    bool ok = up.empty() || s.feed(reinterpret_cast<const uint8_t*>(up.data()), up.size());
+    if (feed_ok) *feed_ok = *feed_ok && ok;
+    s.drain(down, 1 << 20);
+    if (!down.empty())
+      nghttp2_session_mem_recv(c.session, reinterpret_cast<const uint8_t*>(down.data()),
+                               down.size());
+    if (up.empty() && down.empty()) return;
+  }
+}
+
+TEST(ServerCodec, RequestWithoutBodyAndDeferredResponse) {
+  Recorder r;
+  ServerCodec codec(r, ServerSettings{});
+  Client c;
+  int32_t id = c.request("GET", "/x");
+  pump(c, codec);
+  ASSERT_EQ(r.requests.count(id), 1u);
+  EXPECT_TRUE(r.ended[id]);
+  auto& h = r.requests[id];
+  EXPECT_EQ(h[0].name, ":method");
+  EXPECT_EQ(h[0].value, "GET");
+  EXPECT_EQ(h.back().name, "x-test");
+
+  ASSERT_TRUE(codec.submit_response(id, 200, {{"content-type", "text/plain"}}, true));
+  pump(c, codec);  // nothing ready: the stream is deferred
+  EXPECT_EQ(c.status, 200);
+  EXPECT_FALSE(c.stream_closed);
+  r.out[id] = "hello";
+  r.out_done = true;
+  codec.resume(id);
+  pump(c, codec);
+  EXPECT_EQ(c.response_body, "hello");
+  EXPECT_TRUE(c.stream_closed);
+  EXPECT_EQ(r.closed, std::vector<int32_t>{id});
+}
+
+TEST(ServerCodec, RequestBodyWindowOpensOnlyWhenConsumed) {
+  Recorder r;
+  ServerSettings settings;
+  settings.stream_window = 65535;
+  ServerCodec codec(r, settings);
+  Client c;
+  static std::string payload(200 * 1024, 'b');
+  static size_t sent = 0;
+  sent = 0;
+  nghttp2_data_provider body{};
+  body.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                          nghttp2_data_source*, void*) -> ssize_t {
+    size_t n = std::min(len, payload.size() - sent);
+    std::memcpy(buf, payload.data() + sent, n);
+    sent += n;
+    if (sent == payload.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  };
+  int32_t id = c.request("POST", "/up", &body);
+  pump(c, codec);
+  // Without consume, the client stops at the initial stream window.
+  EXPECT_EQ(r.bodies[id].size(), 65535u);
+  EXPECT_FALSE(r.ended[id]);
+  size_t consumed = 0;
+  for (int i = 0; i < 50 && !r.ended[id]; ++i) {
+    codec.consume(id, r.bodies[id].size() - consumed);
+    consumed = r.bodies[id].size();
+    pump(c, codec);
+  }
+  EXPECT_TRUE(r.ended[id]);
+  EXPECT_EQ(r.bodies[id], payload);
+}
+
+TEST(ServerCodec, TrailersEndTheRequest) {
+  Recorder r;
+  ServerCodec codec(r, ServerSettings{});
+  Client c;
+  static bool done = false;
+  done = false;
+  nghttp2_data_provider body{};
+  body.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t, uint32_t* flags,
+                          nghttp2_data_source*, void*) -> ssize_t {
+    if (done) return NGHTTP2_ERR_DEFERRED;
+    done = true;
+    buf[0] = 'x';
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    return 1;
+  };
+  int32_t id = c.request("POST", "/t", &body);
+  pump(c, codec);
+  nghttp2_nv t{(uint8_t*)"x-checksum", (uint8_t*)"42", 10, 2, NGHTTP2_NV_FLAG_NONE};
+  ASSERT_EQ(nghttp2_submit_trailer(c.session, id, &t, 1), 0);
+  pump(c, codec);
+  EXPECT_TRUE(r.ended[id]);
+  ASSERT_EQ(r.trailers[id].size(), 1u);
+  EXPECT_EQ(r.trailers[id][0].name, "x-checksum");
+  EXPECT_EQ(r.bodies[id], "x");
+}
+
+TEST(ServerCodec, RapidResetEndsTheConnection) {
+  Recorder r;
+  ServerSettings settings;
+  settings.max_resets = 20;
+  ServerCodec codec(r, settings);
+  // HEADERS + RST_STREAM pairs in one write.
+  Client d;
+  std::string bytes;
+  for (int i = 0; i < 30; ++i) {
+    int32_t id = d.request("GET", "/");
+    bytes += d.take();
+    nghttp2_submit_rst_stream(d.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    bytes += d.take();
+  }
+  bool ok = codec.feed(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  EXPECT_FALSE(ok);
+  EXPECT_TRUE(codec.enhance_your_calm());
+  std::string down;
+  codec.drain(down, 1 << 20);
+  nghttp2_session_mem_recv(d.session, reinterpret_cast<const uint8_t*>(down.data()), down.size());
+  EXPECT_EQ(d.goaway_error, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  EXPECT_FALSE(codec.want_read());
+}
+
+TEST(ServerCodec, OversizedHeaderListResetsTheStream) {
+  Recorder r;
+  ServerSettings settings;
+  settings.max_header_list_size = 4096;
+  ServerCodec codec(r, settings);
+  Client c;
+  std::string big(8000, 'v');
+  nghttp2_nv h[] = {{(uint8_t*)":method", (uint8_t*)"GET", 7, 3, 0},
+                    {(uint8_t*)":scheme", (uint8_t*)"https", 7, 5, 0},
+                    {(uint8_t*)":path", (uint8_t*)"/", 5, 1, 0},
+                    {(uint8_t*)":authority", (uint8_t*)"a.test", 10, 6, 0},
+                    {(uint8_t*)"x-big", (uint8_t*)big.data(), 5, big.size(), 0}};
+  int32_t id = nghttp2_submit_request(c.session, nullptr, h, 5, nullptr, nullptr);
+  pump(c, codec);
+  EXPECT_EQ(r.requests.count(id), 0u);
+  EXPECT_TRUE(c.stream_closed);
+  EXPECT_EQ(c.status, 0);
+}
+
+}  // namespace
+}  // namespace kedge::http2
+
+namespace kedge::http2 {
+namespace {
+
+std::string raw_frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+  std::string f;
+  f.push_back(static_cast<char>(payload.size() >> 16));
+  f.push_back(static_cast<char>(payload.size() >> 8));
+  f.push_back(static_cast<char>(payload.size()));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  for (int shift : {24, 16, 8, 0}) f.push_back(static_cast<char>(stream >> shift));
+  return f + payload;
+}
+
+TEST(ServerCodec, ContinuationFloodEndsTheConnection) {
+  Recorder r;
+  ServerCodec codec(r, ServerSettings{});
+  Client c;
+  std::string bytes = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(4, 0, 0, "");
+  bytes += raw_frame(1, 0, 1,
+                     std::string("\x82\x86\x84\x01\x06"
+                                 "a.test",
+                                 10));
+  std::string field(
+      "\x40\x01"
+      "a"
+      "\x01"
+      "b",
+      5);
+  for (int i = 0; i < 200; ++i) bytes += raw_frame(9, 0, 1, field + field + field);
+  EXPECT_FALSE(codec.feed(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  EXPECT_TRUE(codec.enhance_your_calm());
+  std::string down;
+  EXPECT_TRUE(codec.drain(down, 1 << 20));
+  nghttp2_session_mem_recv(c.session, reinterpret_cast<const uint8_t*>(down.data()), down.size());
+  EXPECT_EQ(c.goaway_error, static_cast<uint32_t>(NGHTTP2_ENHANCE_YOUR_CALM));
+  EXPECT_TRUE(r.requests.empty());
+}
+
+}  // namespace
+}  // namespace kedge::http2
