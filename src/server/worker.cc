@@ -22,6 +22,9 @@ Worker::Worker(int index, const proxy::Limits& limits) : index_(index), ctx_(lim
 Worker::~Worker() {
   ioc_.stop();
   join();
+  // Sessions cut off at the end of a drain are destroyed here, while ctx_ still exists (the
+  // io_context would only destroy them after ctx_, in its own destructor).
+  ioc_.destroy_handlers();
 }
 
 uint16_t Worker::listen(const tcp::endpoint& endpoint, proxy::ListenerInfo info) {

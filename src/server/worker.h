@@ -44,8 +44,15 @@ class Worker {
   };
 
   int index_;
+  /// An io_context whose pending handlers can be destroyed before its owner's other members:
+  /// a session's coroutine frame still refers to ctx_ when it is destroyed.
+  struct IoContext : boost::asio::io_context {
+    using boost::asio::io_context::io_context;
+    void destroy_handlers() { shutdown(); }
+  };
+
   std::unordered_set<proxy::HttpSession*> sessions_;  // before ioc_: outlives its handlers
-  boost::asio::io_context ioc_{1};
+  IoContext ioc_{1};
   proxy::WorkerContext ctx_;
   std::deque<Listener> listeners_;
   std::thread thread_;
