@@ -507,7 +507,7 @@ class RawResponse:
 def read_response(f, head_request: bool = False) -> RawResponse:
     """Reads one response from a buffered socket file (sock.makefile("rb")); interim 1xx
     responses are skipped. Raises EOFError when the connection closed first."""
-    while True:
+    for _ in range(100):  # interim responses, then the final one
         line = f.readline(65536)
         if not line:
             raise EOFError("connection closed before a response")
@@ -524,6 +524,8 @@ def read_response(f, head_request: bool = False) -> RawResponse:
         if 100 <= status < 200 and status != 101:
             continue
         break
+    else:
+        raise AssertionError("no final response after 100 interim ones")
     resp = RawResponse(status, reason, headers, b"")
     if head_request or status in (101, 204, 304):
         return resp
@@ -531,12 +533,13 @@ def read_response(f, head_request: bool = False) -> RawResponse:
     cl = resp.header("content-length")
     if "chunked" in te:
         body = bytearray()
-        while True:
+        for _ in range(1_000_000):
             size_line = f.readline(1024)
             size = int(size_line.split(b";")[0].strip(), 16)
             if size == 0:
-                while f.readline(65536) not in (b"\r\n", b""):
-                    pass
+                for _ in range(200):  # trailer fields, then the empty line
+                    if f.readline(65536) in (b"\r\n", b""):
+                        break
                 break
             body += f.read(size)
             f.readline(16)
@@ -615,7 +618,9 @@ class RawBackend:
 
     def _run(self) -> None:
         import threading
-        while not self._stop.is_set():
+        for _ in range(100_000):  # 0.2 s accept timeouts: bounded by the test's lifetime
+            if self._stop.is_set():
+                break
             try:
                 conn, _ = self.listener.accept()
             except (socket.timeout, OSError):
@@ -629,12 +634,18 @@ class RawBackend:
         conn.settimeout(10)
         buf = b""
         try:
-            while not self._stop.is_set():
-                while b"\r\n\r\n" not in buf:
+            for _ in range(10_000):  # requests on this connection
+                if self._stop.is_set():
+                    return
+                for _ in range(1000):  # reads of one head (10 s timeout each)
+                    if b"\r\n\r\n" in buf:
+                        break
                     chunk = conn.recv(65536)
                     if not chunk:
                         return
                     buf += chunk
+                else:
+                    return
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 self.requests.append(head)
                 if self.handler(conn, head) is False:
