@@ -188,3 +188,10 @@ def test_idle_connection_without_bytes_is_not_408(proxy):
         s.sendall(b"GET /late HTTP/1.1\r\nHost: bad.test\r\n\r\n")
         with s.makefile("rb") as f:
             assert read_response(f).status == 200
+
+
+def test_request_target_too_long_is_414(proxy):
+    status, closed = exchange(
+        proxy, b"GET /" + b"a" * (MAX_HEADER_BYTES * 2) + b" HTTP/1.1\r\nHost: bad.test\r\n\r\n")
+    assert status in (414, 431)
+    assert closed

@@ -266,3 +266,17 @@ def test_absolute_form_target_routes_by_its_authority(routed):
     assert body["host"] == "api.test"
     assert body["headers"]["host"] == "api.test"
     assert body["headers"]["x-forwarded-host"] == "api.test"
+
+
+def test_path_normalised_before_matching(routed):
+    # Dot segments, repeated slashes and escaped unreserved characters route like the plain path.
+    assert routed.service_of("paths.test", "/web/../exact") == "exact"
+    assert routed.service_of("paths.test", "//api//v1") == "api"
+    assert routed.service_of("paths.test", "/%61pi/x") == "api"
+    assert routed.service_of("paths.test", "/./exact") == "exact"
+    # The backend still receives the target as the client sent it.
+    assert routed.get_json("paths.test", "/%61pi/x?q=%20")["path"] == "/%61pi/x?q=%20"
+
+
+def test_host_with_trailing_dot(routed):
+    assert routed.service_of("web.test.") == "web"
