@@ -268,3 +268,33 @@ def test_http10_keep_alive(proxy):
             r = read_response(f)
             assert r.status == 200 and r.json()["path"] == f"/ka10/{i}"
             assert (r.header("connection") or "").lower() == "keep-alive"
+
+
+def test_pipelined_after_chunked_body(proxy):
+    s = raw_connect(proxy.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"POST /first HTTP/1.1\r\nHost: conn.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                  b"GET /second HTTP/1.1\r\nHost: conn.test\r\n\r\n")
+        a, b = read_response(f), read_response(f)
+    assert a.status == 200 and a.json()["body_bytes"] == 11
+    assert a.json()["body_sha256"] == hashlib.sha256(b"hello world").hexdigest()
+    assert b.status == 200 and b.json()["path"] == "/second"
+
+
+def test_websocket_frame_sent_with_the_handshake(proxy):
+    """Bytes that follow the upgrade request in the same packet belong to the tunnel."""
+    s = raw_connect(proxy.http_port)
+    key = base64.b64encode(os.urandom(16))
+    mask = os.urandom(4)
+    payload = b"early bird"
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        c ^ mask[i % 4] for i, c in enumerate(payload))
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: conn.test\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                  b"\r\nSec-WebSocket-Version: 13\r\n\r\n" + frame)
+        r = read_response(f)
+        assert r.status == 101
+        assert f.read(2) == bytes([0x81, len(payload)])
+        assert f.read(len(payload)) == payload
