@@ -298,3 +298,31 @@ def test_websocket_frame_sent_with_the_handshake(proxy):
         assert r.status == 101
         assert f.read(2) == bytes([0x81, len(payload)])
         assert f.read(len(payload)) == payload
+
+
+def test_websocket_idle_tunnel_closed_after_read_timeout(env):
+    e = env.echo("wsidle")
+    env.write("apps.yaml", service("wsidle"), endpoint_slice("wsidle", e.port, [e.endpoint()]))
+    env.write("ingress.yaml", ingress("wsidle", [("ws.test", [path_rule("/", "wsidle")])]))
+    k = env.kedge("--upstream-read-timeout", "600")
+    ws = WebSocket(k.http_port, "ws.test")
+    try:
+        assert ws.response.status == 101
+        # Active for longer than the timeout: stays open.
+        t0 = time.monotonic()
+        for i in range(100):
+            ws.send(0x1, b"tick %d" % i)
+            assert ws.recv() == (0x1, True, b"tick %d" % i)
+            if time.monotonic() - t0 > 1.5:
+                break
+            ws.sock.settimeout(0.2)
+            with pytest.raises(socket.timeout):
+                ws.sock.recv(1, socket.MSG_PEEK)  # paces the loop, nothing to read
+            ws.sock.settimeout(timeout(10))
+        assert time.monotonic() - t0 > 1.5
+        # Idle: kedge closes the tunnel.
+        t1 = time.monotonic()
+        assert ws.file.read() == b""
+        assert time.monotonic() - t1 >= 0.5
+    finally:
+        ws.close()
