@@ -19,11 +19,12 @@ using nlohmann::json;
 json scalar_to_json(const YAML::Node& node) {
   const std::string& s = node.Scalar();
   if (node.Tag() != "?") return s;  // quoted or explicitly tagged
-  // YAML 1.1 booleans, as the YAML reader of kubectl and the API server resolves them.
-  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES",
-                                              "on",   "On",   "ON",   "y",   "Y"};
-  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO",
-                                               "off",   "Off",   "OFF",   "n",  "N"};
+  // YAML 1.1 booleans, as kubectl's YAML reader resolves them (but not the single letters y/n,
+  // which would turn names like "y" into booleans).
+  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes",
+                                              "YES",  "on",   "On",   "ON"};
+  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No",
+                                               "NO",    "off",   "Off",   "OFF"};
   if (kTrue.contains(s)) return true;
   if (kFalse.contains(s)) return false;
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;

@@ -19,12 +19,12 @@ endpoints:
 }
 
 TEST(YamlScalars, Yaml11BooleansAreBooleans) {
-  for (const char* v : {"yes", "on", "Y", "true"}) {
+  for (const char* v : {"yes", "on", "True", "true"}) {
     auto f = slice_with_ready(v);
     ASSERT_EQ(f.objects.size(), 1u) << v;
     EXPECT_TRUE(std::get<EndpointSlice>(f.objects[0].object).endpoints[0].conditions.ready) << v;
   }
-  for (const char* v : {"no", "off", "N", "false"}) {
+  for (const char* v : {"no", "off", "False", "false"}) {
     auto f = slice_with_ready(v);
     ASSERT_EQ(f.objects.size(), 1u) << v;
     EXPECT_FALSE(std::get<EndpointSlice>(f.objects[0].object).endpoints[0].conditions.ready) << v;
