@@ -283,7 +283,11 @@ class UserspaceDataPlane final : public DataPlane {
     while (!s->closed) {
       auto [ec, socket] = co_await s->acceptor.async_accept(kUseTuple);
       if (s->closed) co_return;
-      if (ec) continue;
+      if (ec) {  // out of descriptors or similar: back off instead of spinning
+        asio::steady_timer pause(ioc_, std::chrono::milliseconds(50));
+        co_await pause.async_wait(kUseTuple);
+        continue;
+      }
       asio::co_spawn(ioc_, tcp_flow(s, std::move(socket)), asio::detached);
     }
   }
