@@ -3,14 +3,14 @@
 #include "http1/parser.h"
 #include "proxy/local_reply.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 namespace kedge::admin {
 
@@ -44,9 +44,9 @@ json snapshot_json(const model::Snapshot& s) {
     json eps = json::array();
     for (const auto& e : c->endpoints)
       eps.push_back({{"address", e.address.to_string()}, {"pod", e.pod}, {"node", e.node}});
-    clusters[c->name] = {{"endpoints", eps},
-                         {"lb", c->lb == model::LbPolicy::LeastRequest ? "least_request"
-                                                                       : "round_robin"}};
+    clusters[c->name] = {
+        {"endpoints", eps},
+        {"lb", c->lb == model::LbPolicy::LeastRequest ? "least_request" : "round_robin"}};
     if (!c->problem.empty()) clusters[c->name]["problem"] = c->problem;
   }
   json out = {{"generation", s.generation},
@@ -146,8 +146,7 @@ std::string render_metrics(const proxy::Stats& s, const control::PublishedState*
                  "kedge_worker_snapshot_generation {}\n",
                  state ? state->reloads : 0, state ? state->issues.size() : 0,
                  state ? state->issues_total : 0,
-                 state && state->snapshot ? state->snapshot->generation : 0,
-                 s.snapshot_generation);
+                 state && state->snapshot ? state->snapshot->generation : 0, s.snapshot_generation);
   return out;
 }
 
