@@ -6,6 +6,14 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_BASEDIR=$PWD
 
+echo "== format (clang-format, .clang-format)"
+unformatted=$(git ls-files '*.cc' '*.h' | while read -r f; do
+  clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || echo "$f"; done)
+if [ -n "$unformatted" ]; then
+  echo "not clang-formatted:" $unformatted >&2
+  exit 1
+fi
+
 echo "== build (RelWithDebInfo)"
 scripts/build.sh build
 echo "== tests"
