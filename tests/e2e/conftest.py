@@ -7,6 +7,7 @@ Processes are tracked by PID and stopped at teardown; every wait is a bounded po
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import mmap
@@ -236,6 +237,17 @@ def ingress_class(name: str, controller: str = "kedge.dev/ingress-controller",
 # Processes
 
 
+_STARTED: list["Process"] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Should pytest end without running the fixtures' teardown, no child outlives it."""
+    for p in _STARTED:
+        if p.proc.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+
+
 class Process:
     """A child process whose output goes to a log file."""
 
@@ -246,6 +258,7 @@ class Process:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
+        _STARTED.append(self)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
