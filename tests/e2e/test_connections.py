@@ -326,3 +326,32 @@ def test_websocket_idle_tunnel_closed_after_read_timeout(env):
         assert time.monotonic() - t1 >= 0.5
     finally:
         ws.close()
+
+
+def test_concurrent_clients_get_their_own_answers(proxy):
+    """Many keep-alive clients at once: every answer belongs to its request."""
+    import threading
+    errors: list[str] = []
+    done = []
+
+    def client(n: int) -> None:
+        c = proxy.connection()
+        try:
+            for i in range(25):
+                path = f"/c{n}/r{i}?delay_ms={i % 3}"
+                r = proxy.request("conn.test", path, conn=c)
+                if r.status != 200 or r.json()["path"] != path:
+                    errors.append(f"{path}: {r!r}")
+            done.append(n)
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"client {n}: {e!r}")
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout(60))
+    assert errors == [], errors[:5]
+    assert sorted(done) == list(range(20))
