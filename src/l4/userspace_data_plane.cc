@@ -321,6 +321,8 @@ class UserspaceDataPlane final : public DataPlane {
         connected = true;
       }
     }
+    // The endpoint may have left its Service while the connect was in flight.
+    if (connected && (s->closed || !has_endpoint(s->config, flow->endpoint))) connected = false;
     if (!connected) {
       // No endpoint: refuse with a reset, as a Service without endpoints does.
       flow->down.set_option(asio::socket_base::linger(true, 0), ec);
