@@ -38,7 +38,6 @@ class HttpSession {
     Linger
   };
   enum class Outcome { KeepAlive, Close };
-  struct Attempt;
 
   boost::asio::awaitable<void> serve();
   boost::asio::awaitable<void> watchdog();
