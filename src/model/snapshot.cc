@@ -41,19 +41,38 @@ const Route* VirtualHost::match(std::string_view path) const {
 }
 
 bool normalize_host(std::string_view host, std::string& out) {
+  // uri-host [":" port] (RFC 9110 §7.2), with a DNS name or an IP literal as uri-host: anything
+  // else (userinfo, lists, paths, spaces, a second port) cannot name a host and is refused.
   out.clear();
   if (host.size() > 255) return false;
-  if (!host.empty() && host.front() == '[') {  // IPv6 literal
+  std::string_view port;
+  bool literal = !host.empty() && host.front() == '[';
+  if (literal) {  // IPv6 literal
     auto close = host.find(']');
     if (close == std::string_view::npos) return false;
+    if (close + 1 < host.size()) {
+      if (host[close + 1] != ':') return false;
+      port = host.substr(close + 2);
+    }
     host = host.substr(0, close + 1);
   } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    port = host.substr(colon + 1);
     host = host.substr(0, colon);
   }
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (c < '0' || c > '9') return false;
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);  // "example.com." is the same
-  for (char c : host) {
-    if (c == ' ' || c == '\t' || c == '/' || c == '\\' || c == '@') return false;
-    out += static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  for (size_t i = 0; i < host.size(); ++i) {
+    char c = host[i];
+    char lower = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    bool name_char = (lower >= 'a' && lower <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                     c == '.' || c == '_';
+    bool literal_char =
+        literal && ((lower >= 'a' && lower <= 'f') || (c >= '0' && c <= '9') || c == ':' ||
+                    c == '.' || (c == '[' && i == 0) || (c == ']' && i + 1 == host.size()));
+    if (literal ? !literal_char : !name_char) return false;
+    out += lower;
   }
   return true;
 }
@@ -104,6 +123,27 @@ int hex_value(char c) {
 bool unreserved(unsigned char c) {
   return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
+/// Whether a "." or ".." segment touches a backslash (raw or %5C): kedge matches "\\" as data,
+/// but an upstream that takes it for "/" would resolve the dot segment to another path.
+bool dot_segment_at_backslash(std::string_view p) {
+  auto backslash = [&](size_t i) -> size_t {  // length of a backslash at i, raw or encoded
+    if (p[i] == '\\') return 1;
+    if (p[i] == '%' && i + 2 < p.size() && p[i + 1] == '5' && (p[i + 2] | 0x20) == 'c') return 3;
+    return 0;
+  };
+  size_t start = 0;
+  bool after_backslash = false;
+  for (size_t i = 0; i <= p.size(); ++i) {
+    size_t bs = i < p.size() ? backslash(i) : 0;
+    if (i < p.size() && p[i] != '/' && bs == 0) continue;
+    std::string_view piece = p.substr(start, i - start);
+    if ((after_backslash || bs) && (piece == "." || piece == "..")) return true;
+    after_backslash = bs != 0;
+    start = i + (bs ? bs : 1);
+    if (bs) i += bs - 1;
+  }
+  return false;
+}
 }  // namespace
 
 bool normalize_path(std::string_view target, std::string& out) {
@@ -111,13 +151,16 @@ bool normalize_path(std::string_view target, std::string& out) {
   if (auto q = target.find_first_of("?#"); q != std::string_view::npos)
     target = target.substr(0, q);
   if (target.empty() || target.front() != '/') return false;
-  // Decode unreserved escapes first, so "/%61dmin" routes like "/admin".
+  // Decode unreserved escapes and encoded slashes first, so "/%61dmin" routes like "/admin" and
+  // "/admin%2Fx" like "/admin/x" (as nginx matches locations): an upstream that decodes them
+  // must not find a path under another rule than the one kedge chose.
   std::string decoded;
   decoded.reserve(target.size());
   for (size_t i = 0; i < target.size(); ++i) {
     if (target[i] == '%' && i + 2 < target.size()) {
       int hi = hex_value(target[i + 1]), lo = hex_value(target[i + 2]);
-      if (hi >= 0 && lo >= 0 && unreserved(static_cast<unsigned char>(hi * 16 + lo))) {
+      if (hi >= 0 && lo >= 0 &&
+          (unreserved(static_cast<unsigned char>(hi * 16 + lo)) || hi * 16 + lo == '/')) {
         decoded += static_cast<char>(hi * 16 + lo);
         i += 2;
         continue;
@@ -125,6 +168,7 @@ bool normalize_path(std::string_view target, std::string& out) {
     }
     decoded += target[i];
   }
+  if (dot_segment_at_backslash(decoded)) return false;
   // Merge slashes and remove dot segments (RFC 3986 §5.2.4), segment by segment.
   std::vector<std::string_view> segments;
   std::string_view rest(decoded);

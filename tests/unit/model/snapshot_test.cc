@@ -21,8 +21,9 @@ TEST(NormalizePath, Table) {
       {"/?", "/"},
       {"/%61dmin", "/admin"},  // unreserved escapes decoded
       {"/%41%7a%2D%2e%5F%7E", "/Az-._~"},
-      {"/a%2Fb", "/a%2Fb"},  // an escaped slash stays escaped
-      {"/a%2fb", "/a%2fb"},
+      {"/a%2Fb", "/a/b"},  // an encoded slash separates segments, as in nginx
+      {"/a%2fb", "/a/b"},
+      {"/admin%2F%2Fx", "/admin/x"},
       {"/a%20b", "/a%20b"},  // reserved / other escapes kept as they are
       {"/a%3Fb", "/a%3Fb"},
       {"/a%", "/a%"},  // incomplete escapes kept
@@ -41,6 +42,22 @@ TEST(NormalizePath, Table) {
       {"/%2e%2e/admin", "/admin"},  // decoded dots are dot segments too (as in nginx)
       {"/foo/%2E/bar", "/foo/bar"},
       {"/.hidden/..x", "/.hidden/..x"},
+      // Encoded slashes cannot hide a dot segment from the matcher.
+      {"/public/..%2Fadmin", "/admin"},
+      {"/public/..%2fadmin", "/admin"},
+      {"/public%2F..%2Fadmin", "/admin"},
+      {"/public/%2e%2e%2fadmin", "/admin"},
+      {"/public/.%2Fadmin", "/public/admin"},
+      {"/a%2F", "/a/"},
+      // A dot segment next to a backslash is refused: some upstreams read "\\" as "/".
+      {"/public/..%5Cadmin", nullptr},
+      {"/public/..%5cadmin", nullptr},
+      {"/public/..\\admin", nullptr},
+      {"/public\\..\\admin", nullptr},
+      {"/a%5C..", nullptr},
+      {"/a%5C..b", "/a%5C..b"},  // not a dot segment
+      {"/a\\b", "/a\\b"},
+      {"/a/../b%5Cc", "/b%5Cc"},  // plain dot segments are resolved as before
       {"", nullptr},
       {"foo", nullptr},
       {"*", nullptr},
@@ -81,6 +98,20 @@ TEST(NormalizeHost, Table) {
       {"user@example.com", nullptr},
       {"a\\b", nullptr},
       {"[::1", nullptr},
+      // Only uri-host [":" port]: no second port, no list, no other characters.
+      {"example.com:80:80", nullptr},
+      {"example.com:http", nullptr},
+      {"example.com:123456", nullptr},
+      {"example.com:", "example.com"},  // port = *DIGIT
+      {"a.example,b.example", nullptr},
+      {"a.example;b", nullptr},
+      {"exa%6Dple.com", nullptr},
+      {"ex\tample", nullptr},
+      {"*.example.com", nullptr},
+      {"under_score.example", "under_score.example"},
+      {"[::1]x", nullptr},
+      {"[::1]:http", nullptr},
+      {"[::g]", nullptr},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.in);
