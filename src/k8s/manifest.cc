@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 namespace kedge::k8s {
 namespace {
@@ -164,15 +163,23 @@ ManifestFile parse_manifest(const std::string& text, const std::string& file_nam
 
 ManifestFile load_manifest(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto unreadable = [&](std::string message) {
     ManifestFile out;
     out.unreadable = true;
-    out.issues.push_back({path.string(), 0, "", "", "", "", "cannot read file"});
+    out.issues.push_back({path.string(), 0, "", "", "", "", std::move(message)});
     return out;
+  };
+  if (!in) return unreadable("cannot read file");
+  // Read in blocks and stop past the limit: a huge file costs neither the memory nor the parse.
+  std::string text;
+  char block[64 * 1024];
+  while (in.read(block, sizeof block) || in.gcount() > 0) {
+    text.append(block, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxManifestBytes)
+      return unreadable(
+          fmt::format("file too large (more than {} bytes); ignored", kMaxManifestBytes));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_manifest(ss.str(), path.string());
+  return parse_manifest(text, path.string());
 }
 
 std::vector<std::filesystem::path> list_manifests(const std::filesystem::path& dir) {

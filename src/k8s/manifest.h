@@ -33,7 +33,10 @@ struct ManifestFile {
 /// and validated. Never throws. Thread: any.
 ManifestFile parse_manifest(const std::string& text, const std::string& file_name);
 
-/// Reads and parses a file from disk.
+/// Larger manifest files are refused whole (unreadable, with an issue), unparsed.
+inline constexpr size_t kMaxManifestBytes = 16 * 1024 * 1024;
+
+/// Reads and parses a file from disk; a file over kMaxManifestBytes is refused.
 ManifestFile load_manifest(const std::filesystem::path& path);
 
 /// Every .yaml, .yml and .json file below `dir`, sorted, hidden files and directories skipped.

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -715,6 +719,32 @@ TEST(Issue, ToString) {
   EXPECT_EQ((Issue{"f.yaml", 0, "IngressClass", "", "c", "", "bad"}).to_string(),
             "f.yaml: IngressClass c: bad");
   EXPECT_EQ((Issue{"", 0, "", "", "", "", "just this"}).to_string(), "just this");
+}
+
+TEST(Manifest, FileOverTheSizeLimitIsRefusedUnparsed) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("kedge-manifest-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = dir / "big.yaml";
+  {
+    std::ofstream out(path, std::ios::binary);
+    std::string line = "# " + std::string(1021, 'x') + "\n";
+    for (size_t n = 0; n <= kMaxManifestBytes; n += line.size()) out << line;
+  }
+  ManifestFile f = load_manifest(path);
+  EXPECT_TRUE(f.unreadable);
+  ASSERT_EQ(f.issues.size(), 1u);
+  EXPECT_NE(f.issues[0].message.find("too large"), std::string::npos);
+  // At the limit exactly, the file is read and parsed (here: only a comment).
+  std::filesystem::resize_file(path, kMaxManifestBytes - 1);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::app);
+    out << "\n";
+  }
+  ManifestFile ok = load_manifest(path);
+  EXPECT_FALSE(ok.unreadable);
+  EXPECT_TRUE(ok.issues.empty());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
