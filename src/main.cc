@@ -140,6 +140,27 @@ int main(int argc, char** argv) {
           [&serve](int64_t v) { serve.l4.udp_idle_timeout = std::chrono::milliseconds(v); },
           "ms after which an idle UDP flow of a Service is forgotten")
       ->default_str("30000");
+  serve_cmd
+      ->add_option("--dataplane", serve.dataplane,
+                   "Service forwarding: userspace (no privileges) or nftables (kernel DNAT in "
+                   "table ip kedge; needs CAP_NET_ADMIN)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"userspace", "nftables"}));
+  serve_cmd
+      ->add_option_function<std::string>(
+          "--nft-runner",
+          [&serve](const std::string& v) {
+            serve.nftables.runner = v == "command" ? kedge::l4::NftRunnerKind::Command
+                                                   : kedge::l4::NftRunnerKind::Library;
+          },
+          "How nftables changes are applied: library (libnftables in-process) or command "
+          "(nft -f -)")
+      ->default_str("library")
+      ->check(CLI::IsMember({"library", "command"}));
+  serve_cmd->add_option("--l2-interface", serve.l2_interface,
+                        "Announce the LoadBalancer IPs this node owns on this interface: the "
+                        "address is added to it and announced by gratuitous ARP (MetalLB's L2 "
+                        "mode; needs CAP_NET_ADMIN and CAP_NET_RAW). Default: off");
   serve_cmd->add_option("--api-proxy-listen", serve.api_proxy_listen,
                         "Serve the Kubernetes API server's service proxy paths here, ADDR:PORT "
                         "(off by default; for debugging)");

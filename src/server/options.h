@@ -1,6 +1,7 @@
 #pragma once
 
 #include "l4/data_plane.h"
+#include "l4/nftables_data_plane.h"
 #include "proxy/limits.h"
 #include "translate/translator.h"
 
@@ -29,6 +30,9 @@ struct ServeOptions {
   std::vector<std::string> lb_pools;  // NAME=CIDR|FIRST-LAST
   std::string state_dir;
   l4::UserspaceOptions l4;
+  std::string dataplane = "userspace";  // --dataplane: userspace or nftables
+  l4::NftablesOptions nftables;
+  std::string l2_interface;  // --l2-interface: announce owned LoadBalancer IPs there (ARP)
   // API proxy (off unless both are given).
   std::string api_proxy_listen;
   std::string api_proxy_token_file;

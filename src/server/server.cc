@@ -1,6 +1,7 @@
 #include "admin/admin_server.h"
 #include "control/controller.h"
 #include "k8s/dir_watcher.h"
+#include "l4/l2_announcer.h"
 #include "server/options.h"
 #include "server/worker.h"
 #include "tls/server_context.h"
@@ -241,11 +242,28 @@ int run_serve(const ServeOptions& flags) {
 
   std::vector<std::filesystem::path> roots(options.manifests.begin(), options.manifests.end());
   k8s::ManifestSource source(roots);
-  std::unique_ptr<l4::DataPlane> data_plane = l4::make_userspace_data_plane(options.l4);
+  std::unique_ptr<l4::DataPlane> data_plane;
+  if (options.dataplane == "nftables") {
+    options.nftables.userspace = options.l4;
+    auto plane = l4::make_nftables_data_plane(options.nftables);
+    if (!plane) {
+      spdlog::error("--dataplane nftables: {}", plane.error().message);
+      return 1;
+    }
+    data_plane = std::move(*plane);
+  } else {
+    data_plane = l4::make_userspace_data_plane(options.l4);
+  }
+  std::unique_ptr<l4::L2Announcer> announcer;
+  if (!options.l2_interface.empty())
+    announcer = std::make_unique<l4::L2Announcer>(
+        l4::L2Options{.node_name = options.translate.node_name, .interface = options.l2_interface},
+        l4::make_static_membership(options.translate.node_name));
   control::Controller controller(source, options.translate, options.allocator, options.state_dir,
                                  slot, [&](model::SnapshotConstPtr snapshot) {
                                    for (auto& w : workers) w->publish(snapshot);
                                    data_plane->apply(snapshot);
+                                   if (announcer) announcer->apply(snapshot);
                                  });
   // Watch before the first load, so that no change made once /readyz answers can be missed.
   k8s::DirWatcher watcher(roots, [&controller] { controller.notify(); });
@@ -266,6 +284,7 @@ int run_serve(const ServeOptions& flags) {
   control_thread.join();
   for (auto& w : workers) w->drain(std::chrono::milliseconds(options.shutdown_grace_ms));
   for (auto& w : workers) w->join();
+  if (announcer) announcer->stop();
   data_plane->stop();
   admin->stop();
   spdlog::info("stopped");
