@@ -74,6 +74,12 @@ int Parser::check_trailer_size(size_t n) {
 
 int Parser::on_header_field(llhttp_t* p, const char* at, size_t n) {
   Parser& s = self(p);
+  // llhttp's loose mode lets a space into a field name ("X A: b"): not a token (RFC 9110 §5.1),
+  // and a name another hop may read differently.
+  if (std::string_view(at, n).find(' ') != std::string_view::npos) {
+    s.user_error_ = "invalid header field name";
+    return HPE_USER;
+  }
   if (s.in_trailers_) return s.check_trailer_size(n);  // trailers are not part of the head
   if (int e = s.check_head_size(n)) return e;
   s.head_.append_name({at, n});

@@ -614,5 +614,18 @@ TEST(MessageHead, Iequals) {
   EXPECT_TRUE(iequals("", ""));
 }
 
+TEST(ParserRequest, SpaceInAFieldNameIsRejected) {
+  // llhttp's loose mode accepts "X A: b"; a field name is a token (RFC 9110 §5.1). (A leading
+  // space makes the line an obs-fold of the previous field; a trailing one is refused by llhttp.)
+  for (std::string name : {"X A", "X  A", "Some Name"}) {
+    SCOPED_TRACE(name);
+    std::string req = "GET / HTTP/1.1\r\nHost: a\r\n" + name + ": b\r\n\r\n";
+    Parser p(Parser::Type::Request, 4096);
+    auto step = p.execute(req.data(), req.size());
+    EXPECT_EQ(step.event, Parser::Event::Error);
+    EXPECT_EQ(p.error_status(), 400);
+  }
+}
+
 }  // namespace
 }  // namespace kedge::http1
