@@ -1,0 +1,91 @@
+#include "proxy/client_limiter.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+namespace kedge::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = ClientLimiter::Clock;
+
+ClientLimiter::Key key(uint8_t last, uint64_t scope = 1) {
+  ClientLimiter::Key k;
+  k.address[15] = last;
+  k.scope = scope;
+  return k;
+}
+
+TEST(ClientLimiter, RateWithBurstAsNginxNodelay) {
+  ClientLimiter l(64);
+  auto t = Clock::time_point() + 1h;
+  // 2 rps, burst 3: 1 + 3 at once, then one every 500 ms.
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += l.allow_request(key(1), 2, 3, t);
+  EXPECT_EQ(allowed, 4);
+  EXPECT_FALSE(l.allow_request(key(1), 2, 3, t + 400ms));
+  EXPECT_TRUE(l.allow_request(key(1), 2, 3, t + 500ms));
+  EXPECT_FALSE(l.allow_request(key(1), 2, 3, t + 600ms));
+  // Another address, or the same address under another Ingress, has its own budget.
+  EXPECT_TRUE(l.allow_request(key(2), 2, 3, t));
+  EXPECT_TRUE(l.allow_request(key(1, 2), 2, 3, t));
+  // After a quiet period the whole burst is back.
+  allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += l.allow_request(key(1), 2, 3, t + 10s);
+  EXPECT_EQ(allowed, 4);
+}
+
+TEST(ClientLimiter, InFlightHoldsAreCountedAndReleased) {
+  ClientLimiter l(64);
+  auto t = Clock::now();
+  bool ok = false;
+  auto a = l.acquire(key(1), 2, ok, t);
+  EXPECT_TRUE(ok && a);
+  auto b = l.acquire(key(1), 2, ok, t);
+  EXPECT_TRUE(ok && b);
+  auto c = l.acquire(key(1), 2, ok, t);
+  EXPECT_FALSE(ok);
+  EXPECT_FALSE(c);
+  auto other = l.acquire(key(9), 2, ok, t);
+  EXPECT_TRUE(ok);
+  { auto released = std::move(a); }
+  auto d = l.acquire(key(1), 2, ok, t);
+  EXPECT_TRUE(ok && d);
+}
+
+TEST(ClientLimiter, FullTableLetsThroughAndCounts) {
+  ClientLimiter l(4);  // one probe window: four keys at most
+  auto t = Clock::time_point() + 1h;
+  std::vector<ClientLimiter::Hold> holds;
+  for (uint8_t i = 1; i <= 4; ++i) {
+    bool ok = false;
+    holds.push_back(l.acquire(key(i), 1, ok, t));
+    ASSERT_TRUE(ok);
+  }
+  bool ok = false;
+  auto extra = l.acquire(key(50), 1, ok, t);  // no slot: admitted, not tracked
+  EXPECT_TRUE(ok);
+  EXPECT_FALSE(extra);
+  EXPECT_EQ(l.overflow(), 1u);
+  holds.clear();  // idle and recovered slots are reused by new keys
+  auto again = l.acquire(key(50), 1, ok, t);
+  EXPECT_TRUE(ok && again);
+}
+
+TEST(ClientLimiter, ExactAcrossThreads) {
+  ClientLimiter l(1024);
+  auto t = Clock::time_point() + 1h;
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) allowed += l.allow_request(key(7), 10, 50, t);
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(allowed.load(), 51);  // 1 + burst, however many workers share the client
+}
+
+}  // namespace
+}  // namespace kedge::proxy
