@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <set>
 
 namespace kedge::l4 {
 namespace {
@@ -99,6 +100,24 @@ class NftablesDataPlane final : public DataPlane {
         return;
       }
       spdlog::debug("nftables: UDP flows {}:{} → {} flushed", t.address, t.port, t.endpoint);
+    }
+    // A UDP Service that had no endpoint: its clients' entries were made without DNAT and
+    // would keep them from ever reaching the new endpoints.
+    auto ports = [](const NftState& s) {
+      std::set<std::pair<std::string, uint16_t>> out;
+      for (const UdpTarget& t : s.udp_targets) out.insert({t.address, t.port});
+      return out;
+    };
+    auto before = ports(from);
+    for (const auto& [address, port] : ports(to)) {
+      if (before.contains({address, port})) continue;
+      std::vector<std::string> argv = {"conntrack", "-D", "-p", "udp"};
+      if (!address.empty()) argv.insert(argv.end(), {"--orig-dst", address});
+      argv.insert(argv.end(), {"--orig-port-dst", std::to_string(port)});
+      if (auto r = run_command(argv); !r) {
+        spdlog::warn("nftables: cannot flush UDP conntrack entries: {}", r.error().message);
+        return;
+      }
     }
   }
 
