@@ -161,6 +161,16 @@ int main(int argc, char** argv) {
                         "Announce the LoadBalancer IPs this node owns on this interface: the "
                         "address is added to it and announced by gratuitous ARP (MetalLB's L2 "
                         "mode; needs CAP_NET_ADMIN and CAP_NET_RAW). Default: off");
+  serve_cmd->add_option("--membership-api", serve.membership_api,
+                        "With --l2-interface: live nodes from the Kubernetes API at this "
+                        "http://IP:PORT (a Lease per kedge instance in kube-node-lease, Node "
+                        "readiness). Default: this node alone owns every address");
+  serve_cmd
+      ->add_option("--member-lease-duration", serve.member_lease_duration_s,
+                   "Seconds after its last renewal that a node counts as gone (renewed every "
+                   "quarter of it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 300));
   serve_cmd->add_option("--api-proxy-listen", serve.api_proxy_listen,
                         "Serve the Kubernetes API server's service proxy paths here, ADDR:PORT "
                         "(off by default; for debugging)");

@@ -2,6 +2,7 @@
 #include "control/controller.h"
 #include "k8s/dir_watcher.h"
 #include "l4/l2_announcer.h"
+#include "membership/lease_membership.h"
 #include "server/options.h"
 #include "server/worker.h"
 #include "tls/server_context.h"
@@ -254,11 +255,26 @@ int run_serve(const ServeOptions& flags) {
   } else {
     data_plane = l4::make_userspace_data_plane(options.l4);
   }
+  std::shared_ptr<membership::LeaseMembership> leases;
   std::unique_ptr<l4::L2Announcer> announcer;
-  if (!options.l2_interface.empty())
+  if (!options.l2_interface.empty()) {
+    std::shared_ptr<l4::Membership> members;
+    if (!options.membership_api.empty()) {
+      auto made = membership::make_lease_membership(
+          options.membership_api, "", options.translate.node_name, options.member_lease_duration_s);
+      if (!made) {
+        spdlog::error("--membership-api: {}", made.error().message);
+        return 2;
+      }
+      leases = *made;
+      members = leases;
+    } else {
+      members = l4::make_static_membership(options.translate.node_name);
+    }
     announcer = std::make_unique<l4::L2Announcer>(
         l4::L2Options{.node_name = options.translate.node_name, .interface = options.l2_interface},
-        l4::make_static_membership(options.translate.node_name));
+        members);
+  }
   control::Controller controller(source, options.translate, options.allocator, options.state_dir,
                                  slot, [&](model::SnapshotConstPtr snapshot) {
                                    for (auto& w : workers) w->publish(snapshot);
@@ -285,6 +301,7 @@ int run_serve(const ServeOptions& flags) {
   for (auto& w : workers) w->drain(std::chrono::milliseconds(options.shutdown_grace_ms));
   for (auto& w : workers) w->join();
   if (announcer) announcer->stop();
+  if (leases) leases->stop();
   data_plane->stop();
   admin->stop();
   spdlog::info("stopped");
