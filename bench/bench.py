@@ -440,7 +440,8 @@ def kedge_manifests(tmp, mdir, ports, count, crt, key, fake_endpoints=0):
         for i in range(start, min(count, start + chunk)):
             if i == BUSY:
                 continue
-            objs += kedge_objects(i, ports, fake_endpoints=fake_endpoints)
+            # The last host is real too: serving it means the whole configuration is loaded.
+            objs += kedge_objects(i, ports, fake_endpoints=fake_endpoints if i != count - 1 else 0)
         write_json(os.path.join(mdir, f"hosts-{start:05d}.json"), objs)
     write_json(os.path.join(mdir, "busy.json"), kedge_objects(BUSY, ports))
 
@@ -662,7 +663,7 @@ def run_scale(tmp, backend, crt, key, results):
     t0 = time.monotonic()
     p = start_kedge(tmp, ports, 1, mdir, ready_timeout=120)
     # The last file in load order serves too (ready means the whole configuration).
-    wait_http(ports["http"], f"h{SCALE_INGRESSES - 1}.bench.test", path="/", want=503)
+    wait_http(ports["http"], f"h{SCALE_INGRESSES - 1}.bench.test", timeout=120)
     ready = time.monotonic() - t0
     r = {"ingresses": SCALE_INGRESSES, "endpoints": SCALE_INGRESSES * SCALE_ENDPOINTS,
          "ready_s": ready, "rss_mb": rss_mb(p.root), "peak_rss_mb": peak_rss_mb(p.root)}
@@ -717,7 +718,7 @@ def run_callgrind(tmp, backend, crt, key, pem, results):
         for f in os.listdir(tmp):
             if f.startswith(f"callgrind.{name}.out"):
                 os.unlink(os.path.join(tmp, f))
-        vg = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}"]
+        vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
         if name == "kedge":
             mdir = os.path.join(tmp, "manifests-cg")
             shutil.rmtree(mdir, ignore_errors=True)
@@ -737,17 +738,21 @@ def run_callgrind(tmp, backend, crt, key, pem, results):
             p = Proxy(name, popen(vg + ["haproxy", "-q", "-f", conf], SERVER_CPU), ports)
             wait_http(ports["http"], HOST, timeout=300)
         client = ["taskset", "-c", CLIENT_CPU, "h2load", "--h1", "-c1", "-m1",
-                  "-H", f"Host: {HOST}", f"http://127.0.0.1:{ports['http']}/b100"]
+                  f"--connect-to=127.0.0.1:{ports['http']}", f"http://{HOST}:{ports['http']}/b100"]
         subprocess.run(client[:5] + ["-n200"] + client[5:], capture_output=True, timeout=300)  # warm
         subprocess.run(["callgrind_control", "-i", "on", str(p.proc.pid)], capture_output=True, timeout=60)
         res = subprocess.run(client[:5] + [f"-n{CALLGRIND_REQUESTS}"] + client[5:], capture_output=True,
                              text=True, timeout=1200).stdout
         subprocess.run(["callgrind_control", "-d", str(p.proc.pid)], capture_output=True, timeout=120)
+        subprocess.run(["callgrind_control", "-i", "off", str(p.proc.pid)], capture_output=True, timeout=60)
         ok = re.search(r"(\d+) succeeded", res)
-        dumps = [f for f in os.listdir(tmp) if f.startswith(f"callgrind.{name}.out")]
+        # The dump taken right after the requests (".out.1"), not the one written at exit.
+        dumps = [f for f in os.listdir(tmp) if re.fullmatch(rf"callgrind\.{name}\.out\.\d+", f)]
         total = sum(callgrind_total(os.path.join(tmp, f)) for f in dumps)
         p.stop()
         n = int(ok.group(1)) if ok else 0
+        if n == 0:
+            log(f"  callgrind {name}: the client failed:\n{res}")
         results["callgrind"][name] = {"requests": n, "instructions": total,
                                       "per_request": total / max(n, 1)}
         log(f"  callgrind {name}: {n} requests, {total / max(n, 1):.0f} instructions/request")
