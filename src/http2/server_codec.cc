@@ -105,11 +105,24 @@ struct Callbacks {
     return 0;
   }
 
-  static ssize_t read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t length,
+  static ssize_t read_body(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
                            uint32_t* flags, nghttp2_data_source*, void* user) {
     bool eof = false;
-    size_t n = self(user).handler_.read_body(id, buf, length, eof);
-    if (eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    ServerCodec::Handler& handler = self(user).handler_;
+    size_t n = handler.read_body(id, buf, length, eof);
+    if (eof) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      const std::vector<Header>* trailers = handler.response_trailers(id);
+      if (trailers && !trailers->empty()) {  // gRPC's grpc-status travels here
+        std::vector<nghttp2_nv> nva;
+        for (const Header& h : *trailers)
+          nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
+                         reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())),
+                         h.name.size(), h.value.size(), NGHTTP2_NV_FLAG_NONE});
+        if (nghttp2_submit_trailer(session, id, nva.data(), nva.size()) == 0)
+          *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+    }
     if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
     return static_cast<ssize_t>(n);
   }

@@ -49,6 +49,8 @@ class ServerCodec {
     /// Copies up to `size` response body bytes into `buf`; returns how many. Returns 0 without
     /// `eof` when nothing is ready: the stream then waits for `resume`.
     virtual size_t read_body(int32_t stream, uint8_t* buf, size_t size, bool& eof) = 0;
+    /// Trailers to send after the body that read_body() just ended (none: nullptr).
+    virtual const std::vector<Header>* response_trailers(int32_t) { return nullptr; }
   };
 
   ServerCodec(Handler& handler, const ServerSettings& settings);

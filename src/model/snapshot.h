@@ -44,8 +44,23 @@ using ClusterConstPtr = std::shared_ptr<const Cluster>;
 
 enum class MatchType { Exact, Prefix };
 
+/// How kedge speaks to a route's endpoints (ingress-nginx's backend-protocol annotation).
+enum class UpstreamProtocol : uint8_t {
+  Http,   // HTTP/1.1 over TCP
+  Https,  // HTTP/1.1 over TLS
+  Grpc,   // HTTP/2 over TCP (prior knowledge)
+  Grpcs,  // HTTP/2 over TLS (ALPN h2)
+};
+inline bool is_tls(UpstreamProtocol p) {
+  return p == UpstreamProtocol::Https || p == UpstreamProtocol::Grpcs;
+}
+inline bool is_http2(UpstreamProtocol p) {
+  return p == UpstreamProtocol::Grpc || p == UpstreamProtocol::Grpcs;
+}
+
 /// Per-route overrides from Ingress annotations; negative means "use the global flag".
 struct RouteOptions {
+  UpstreamProtocol protocol = UpstreamProtocol::Http;
   int64_t max_body_bytes = -1;
   int64_t connect_timeout_ms = -1;
   int64_t read_timeout_ms = -1;

@@ -3,6 +3,7 @@
 #include "http1/parser.h"
 #include "proxy/forwarding.h"
 #include "proxy/local_reply.h"
+#include "proxy/upstream_exchange.h"
 #include "tls/server_context.h"
 
 #include <fmt/format.h>
@@ -73,7 +74,7 @@ void lower(std::string& s) {
 }  // namespace
 
 struct Http2Session::Stream {
-  Stream(int32_t i, const asio::any_io_executor& ex) : id(i), signal(ex) {}
+  Stream(int32_t i, const asio::any_io_executor& ex) : id(i), signal(ex), out_signal(ex) {}
   int32_t id;
   std::vector<http2::Header> headers;
   bool end_stream = false;  // the request body is complete
@@ -85,8 +86,11 @@ struct Http2Session::Stream {
   std::string body_out;  // response body for the codec to pull
   size_t out_pos = 0;
   bool out_eof = false;
-  Signal signal;  // body_in grew, body_out drained, or closed
-  upstream::Connection* up = nullptr;
+  Signal signal;      // body_in grew, body_out drained, or closed
+  Signal out_signal;  // body_out drained, or closed (for a reader running beside the body)
+  std::vector<http2::Header> response_trailers;
+  std::vector<http2::Header> up_headers;  // the request for an HTTP/2 backend
+  Deadline* deadline = nullptr;           // bounds the upstream exchange while one runs
   std::string request_id;
   std::string method;
   std::string up_head;   // the request head as sent upstream (kept for retries)
@@ -121,6 +125,12 @@ Http2Session::Http2Session(WorkerContext& ctx, DownstreamStream stream,
 
 Http2Session::~Http2Session() = default;
 
+void Http2Session::cancel_upstream(Stream& s) {
+  if (!s.deadline || !s.deadline->watched()) return;
+  boost::system::error_code ignored;
+  s.deadline->watched()->socket.cancel(ignored);
+}
+
 void Http2Session::flush() {
   write_pending_ = true;
   write_signal_.cancel();
@@ -135,9 +145,9 @@ asio::awaitable<void> Http2Session::run() {
   // Streams still running end now: their client is gone.
   for (auto& [id, s] : streams_) {
     s->closed = true;
-    boost::system::error_code ignored;
-    if (s->up) s->up->socket.cancel(ignored);
+    cancel_upstream(*s);
     s->signal.notify();
+    s->out_signal.notify();
   }
   while (running_ > 0) {
     streams_done_.expires_after(std::chrono::seconds(1));
@@ -262,9 +272,9 @@ void Http2Session::on_stream_close(int32_t id, uint32_t) {
   s.closed = true;
   if (!s.body_in.empty()) codec_.consume(id, s.body_in.size());
   s.body_in.clear();
-  boost::system::error_code ignored;
-  if (s.up) s.up->socket.cancel(ignored);
+  cancel_upstream(s);
   s.signal.notify();
+  s.out_signal.notify();
   streams_.erase(it);
   if (streams_.empty()) idle_since_ = Clock::now();
 }
@@ -284,8 +294,16 @@ size_t Http2Session::read_body(int32_t id, uint8_t* buf, size_t size, bool& eof)
     s.out_pos = 0;
   }
   eof = s.out_eof && s.body_out.empty();
-  if (n > 0) s.signal.notify();
+  if (n > 0) {
+    s.signal.notify();
+    s.out_signal.notify();
+  }
   return n;
+}
+
+const std::vector<http2::Header>* Http2Session::response_trailers(int32_t id) {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : &it->second->response_trailers;
 }
 
 void Http2Session::discard_body(Stream& s) {
@@ -405,6 +423,27 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
                  "X-Scheme: {}\r\n\r\n",
                  s.request_id, client_ip_, client_ip_, authority, listener_.port, listener_.scheme,
                  listener_.scheme);
+  if (model::is_http2(route->options.protocol)) {
+    // HTTP/2 on both sides: the fields go as they came (with `te: trailers`, which gRPC needs).
+    auto& h = s.up_headers;
+    h.push_back({":method", std::string(method)});
+    h.push_back(
+        {":scheme", route->options.protocol == model::UpstreamProtocol::Grpcs ? "https" : "http"});
+    h.push_back({":authority", std::string(found_host ? host_field : authority)});
+    h.push_back({":path", std::string(path)});
+    for (auto& f : s.headers) {
+      if (f.name.starts_with(':') || f.name == "host" || is_forwarding_header(f.name)) continue;
+      if (is_hop_by_hop(f.name) && !(f.name == "te" && f.value == "trailers")) continue;
+      h.push_back(f);
+    }
+    h.push_back({"x-request-id", s.request_id});
+    h.push_back({"x-real-ip", client_ip_});
+    h.push_back({"x-forwarded-for", client_ip_});
+    h.push_back({"x-forwarded-host", std::string(authority)});
+    h.push_back({"x-forwarded-port", std::to_string(listener_.port)});
+    h.push_back({"x-forwarded-proto", listener_.scheme});
+    h.push_back({"x-scheme", listener_.scheme});
+  }
   std::string_view length = head.get("content-length");
   std::from_chars(length.data(), length.data() + length.size(), s.content_length);
   s.up_head = std::move(up_head);
@@ -414,83 +453,40 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
 }
 
 asio::awaitable<void> Http2Session::proxy(Stream& s, const model::Route& route) {
-  const model::Cluster& cluster = *route.cluster;
-  auto& stats = ctx_.stats.requests[route.stats_key];
-  const std::string& method = s.method;
-  const std::string& up_head = s.up_head;
-  const bool chunked = s.chunked;
-  const uint64_t content_length = s.content_length;
-  const bool head_request = method == "HEAD";
   const Limits& limits = ctx_.limits;
   const int64_t max_body =
       route.options.max_body_bytes >= 0 ? route.options.max_body_bytes : limits.max_body_bytes;
-  if (cluster.endpoints.empty()) co_return local(s, 503, route.stats_key);
-  if (max_body > 0 && content_length > static_cast<uint64_t>(max_body))
+  if (route.cluster->endpoints.empty()) co_return local(s, 503, route.stats_key);
+  if (max_body > 0 && s.content_length > static_cast<uint64_t>(max_body))
     co_return local(s, 413, route.stats_key);
-  Millis connect_timeout = route.options.connect_timeout_ms >= 0
-                               ? Millis(route.options.connect_timeout_ms)
-                               : limits.upstream_connect_timeout;
-  Millis read_timeout = route.options.read_timeout_ms >= 0 ? Millis(route.options.read_timeout_ms)
-                                                           : limits.upstream_read_timeout;
-  Millis send_timeout = route.options.send_timeout_ms >= 0 ? Millis(route.options.send_timeout_ms)
-                                                           : limits.upstream_send_timeout;
+  Deadline deadline(down_.socket().get_executor(), nullptr);
+  s.deadline = &deadline;
+  auto bounded = [&]() -> asio::awaitable<void> {
+    if (model::is_http2(route.options.protocol))
+      co_await exchange_h2(s, route, deadline, max_body);
+    else
+      co_await exchange(s, route, deadline, max_body);
+    deadline.stop();
+  };
+  co_await (bounded() || deadline.run());
+  s.deadline = nullptr;
+}
 
-  std::vector<const model::Endpoint*> tried;
-  bool body_sent = false;
-  int failure_status = 502;
-  const auto started = Clock::now();
-  for (int attempt = 0; attempt < limits.max_attempts && !s.closed; ++attempt) {
-    const model::Endpoint* ep = ctx_.upstreams.pick(cluster, tried);
-    if (!ep) break;
-    tried.push_back(ep);
-    upstream::ConnectionPtr conn = ctx_.upstreams.take_idle(ep->address);
-    const bool reused = conn != nullptr;
-    struct UpGuard {
-      Stream& s;
-      ~UpGuard() { s.up = nullptr; }
-    } up_guard{s};
-    if (!conn) {
-      conn = std::make_unique<upstream::Connection>(down_.socket().get_executor());
-      conn->endpoint = ep->address;
-      s.up = conn.get();
-      auto r = co_await timed(conn->socket.async_connect(to_asio(ep->address), kUseTuple),
-                              connect_timeout);
-      if (s.closed) co_return;
-      if (!r || std::get<0>(*r)) {
-        ctx_.stats.upstream_connect_failures++;
-        ctx_.upstreams.on_connect_failure(ep->address);
-        failure_status = r ? 502 : 504;
-        continue;
-      }
-      ctx_.upstreams.on_connect_success(ep->address);
-      boost::system::error_code ignored;
-      conn->socket.set_option(tcp::no_delay(true), ignored);
-    }
-    s.up = conn.get();
-    ctx_.upstreams.on_request_start(ep->address);
-    struct EndGuard {
-      upstream::Upstreams& u;
-      model::SocketAddress a;
-      ~EndGuard() { u.on_request_end(a); }
-    } end_guard{ctx_.upstreams, ep->address};
+asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& route,
+                                             Deadline& deadline, int64_t max_body) {
+  auto& stats = ctx_.stats.requests[route.stats_key];
+  const bool head_request = s.method == "HEAD";
+  const bool chunked = s.chunked;
+  const Limits& limits = ctx_.limits;
 
-    auto write_up = [&](std::string_view bytes) -> asio::awaitable<bool> {
-      auto r = co_await timed(asio::async_write(conn->socket, asio::buffer(bytes), kUseTuple),
-                              send_timeout);
-      co_return r && !std::get<0>(*r);
-    };
-    if (!co_await write_up(up_head)) {
-      if (s.closed) co_return;
-      failure_status = 502;
-      if (reused) tried.pop_back();
-      continue;
-    }
-
+  UpstreamExchange exchange(ctx_, route, deadline, s.method, head_request);
+  bool request_complete = false;
+  bool answered = false;
+  while (!answered && !s.closed && co_await exchange.open(s.up_head)) {
     // Stream the request body as DATA arrives; its window opens as it is forwarded.
-    bool request_complete = s.end_stream && s.body_in.empty() && !chunked;
+    request_complete = s.end_stream && s.body_in.empty() && !chunked;
     uint64_t body_bytes = 0;
     while (!request_complete) {
-      body_sent = true;
       if (!s.body_in.empty()) {
         std::string chunk = std::move(s.body_in);
         s.body_in.clear();
@@ -500,9 +496,9 @@ asio::awaitable<void> Http2Session::proxy(Stream& s, const model::Route& route) 
           co_return local(s, 413, route.stats_key);
         }
         bool ok = true;
-        if (chunked) ok = co_await write_up(fmt::format("{:x}\r\n", chunk.size()));
-        if (ok) ok = co_await write_up(chunk);
-        if (ok && chunked) ok = co_await write_up("\r\n");
+        if (chunked) ok = co_await exchange.write(fmt::format("{:x}\r\n", chunk.size()));
+        if (ok) ok = co_await exchange.write(chunk);
+        if (ok && chunked) ok = co_await exchange.write("\r\n");
         if (s.closed) co_return;
         codec_.consume(s.id, chunk.size());
         flush();
@@ -517,140 +513,250 @@ asio::awaitable<void> Http2Session::proxy(Stream& s, const model::Route& route) 
             last.append(t.name).append(": ").append(t.value).append("\r\n");
           }
           last.append("\r\n");
-          if (!co_await write_up(last) && s.closed) co_return;
+          if (!co_await exchange.write(last) && s.closed) co_return;
         }
         request_complete = true;
         break;
       }
       if (s.closed) co_return;
       if (!co_await s.signal.wait(limits.client_body_timeout) && !s.closed && s.body_in.empty() &&
-          !s.end_stream) {
-        if (s.closed) co_return;
+          !s.end_stream)
         co_return local(s, 408, route.stats_key);
-      }
       if (s.closed) co_return;
     }
     if (!request_complete) discard_body(s);
 
     // The response head (interim 1xx answers are dropped).
-    ByteBuffer& up_in = conn->in;
-    http1::Parser response(http1::Parser::Type::Response, limits.max_head_bytes);
-    response.set_no_body(head_request);
-    bool got_head = false, got_bytes = false, failed = false, timeout = false;
-    while (!got_head) {
-      if (!up_in.empty()) {
-        auto step = response.execute(up_in.data(), up_in.size());
-        if (step.event == http1::Parser::Event::Error) {
-          failed = true;
-          break;
-        }
-        up_in.consume(step.consumed);
-        if (step.event == http1::Parser::Event::HeadersComplete) {
-          int status = response.head().status;
-          if (status >= 100 && status < 200) {
-            response.resume();
-            auto end = response.execute(up_in.data(), 0);
-            if (end.event == http1::Parser::Event::MessageComplete) response.resume();
-            continue;
-          }
-          got_head = true;
-          break;
-        }
-        if (step.event == http1::Parser::Event::MessageComplete) response.resume();
-      }
-      auto r =
-          co_await timed(conn->socket.async_read_some(free_space(up_in), kUseTuple), read_timeout);
-      if (s.closed) co_return;
-      if (!r || std::get<0>(*r)) {
-        failed = true;
-        timeout = !r;
-        break;
-      }
-      got_bytes = true;
-      up_in.commit(std::get<1>(*r));
-    }
-    if (failed) {
-      failure_status = timeout ? 504 : 502;
-      bool retry = !timeout && !got_bytes && !body_sent && (idempotent(method) || reused);
-      if (retry) {
-        if (reused) tried.pop_back();
-        continue;
-      }
-      co_return local(s, failure_status, route.stats_key);
-    }
-
-    ctx_.stats.observe_latency(std::chrono::duration<double>(Clock::now() - started).count());
-    const http1::MessageHead& rh = response.head();
-    const int status = rh.status;
-    stats.by_status[status]++;
-    std::vector<http2::Header> headers;
-    for (size_t i = 0; i < rh.size(); ++i) {
-      std::string_view name = rh.name(i);
-      if (is_hop_by_hop(name) || rh.has_token("connection", name)) continue;
-      http2::Header h{std::string(name), std::string(rh.value(i))};
-      lower(h.name);
-      headers.push_back(std::move(h));
-    }
-    if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
-      headers.push_back({"strict-transport-security", listener_.hsts});
-    const bool until_close = response.body_until_close();
-    const bool no_body =
-        head_request || status == 204 || status == 304 ||
-        (!response.chunked() && !until_close && response.content_length().value_or(0) == 0);
-    s.responded = true;
-    codec_.submit_response(s.id, status, headers, !no_body);
-    flush();
-
-    response.resume();
-    bool complete = false;
-    while (true) {
-      auto step = response.execute(up_in.data(), up_in.size());
-      if (step.event == http1::Parser::Event::Error) break;
-      if (step.consumed > 0) {
-        for (auto span : response.body_spans()) s.body_out.append(span.data, span.size);
-        up_in.consume(step.consumed);
-        codec_.resume(s.id);
-        flush();
-      }
-      if (step.event == http1::Parser::Event::MessageComplete) {
-        complete = true;
-        break;
-      }
-      // Read on only once the client has taken most of what waits; a client that stops
-      // reading for the client body timeout loses the stream.
-      bool stalled = false;
-      while (!s.closed && !stalled && s.body_out.size() - s.out_pos > kBodyHighWater)
-        stalled = !co_await s.signal.wait(limits.client_body_timeout);
-      if (s.closed || stalled) break;
-      auto r =
-          co_await timed(conn->socket.async_read_some(free_space(up_in), kUseTuple), read_timeout);
-      if (s.closed) break;
-      if (!r) break;
-      auto [rec, rn] = *r;
-      if (rec) {
-        if (rec == asio::error::eof && until_close)
-          complete = response.finish().event == http1::Parser::Event::MessageComplete;
-        break;
-      }
-      up_in.commit(rn);
-    }
+    UpstreamExchange::Head result;
+    do result = co_await exchange.read_head();
+    while (result == UpstreamExchange::Head::Interim && !s.closed);
     if (s.closed) co_return;
-    if (!complete) {
-      codec_.reset(s.id, NGHTTP2_INTERNAL_ERROR);  // truncated: the client must see the cut
+    if (result == UpstreamExchange::Head::Failed)
+      co_return local(s, exchange.failure_status(), route.stats_key);
+    answered = result == UpstreamExchange::Head::Final;
+  }
+  if (s.closed) co_return;
+  if (!answered) co_return local(s, exchange.failure_status(), route.stats_key);
+
+  http1::Parser& response = exchange.response();
+  ByteBuffer& up_in = exchange.connection().in;
+  const http1::MessageHead& rh = response.head();
+  const int status = rh.status;
+  stats.by_status[status]++;
+  std::vector<http2::Header> headers;
+  for (size_t i = 0; i < rh.size(); ++i) {
+    std::string_view name = rh.name(i);
+    if (is_hop_by_hop(name) || rh.has_token("connection", name)) continue;
+    http2::Header h{std::string(name), std::string(rh.value(i))};
+    lower(h.name);
+    headers.push_back(std::move(h));
+  }
+  if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
+    headers.push_back({"strict-transport-security", listener_.hsts});
+  const bool until_close = response.body_until_close();
+  const bool no_body =
+      head_request || status == 204 || status == 304 ||
+      (!response.chunked() && !until_close && response.content_length().value_or(0) == 0);
+  s.responded = true;
+  codec_.submit_response(s.id, status, headers, !no_body);
+  flush();
+
+  response.resume();
+  bool complete = false;
+  while (true) {
+    auto step = response.execute(up_in.data(), up_in.size());
+    if (step.event == http1::Parser::Event::Error) break;
+    if (step.consumed > 0) {
+      for (auto span : response.body_spans()) s.body_out.append(span.data, span.size);
+      up_in.consume(step.consumed);
+      codec_.resume(s.id);
       flush();
-      co_return;
     }
-    s.out_eof = true;
-    if (!no_body) codec_.resume(s.id);
+    if (step.event == http1::Parser::Event::MessageComplete) {
+      complete = true;
+      break;
+    }
+    // Read on only once the client has taken most of what waits; a client that stops
+    // reading for the client body timeout loses the stream.
+    bool stalled = false;
+    while (!s.closed && !stalled && s.body_out.size() - s.out_pos > kBodyHighWater)
+      stalled = !co_await s.signal.wait(limits.client_body_timeout);
+    if (s.closed || stalled) break;
+    bool more = co_await exchange.read_more();
+    if (s.closed) break;
+    if (!more) {
+      if (exchange.eof() && until_close)
+        complete = response.finish().event == http1::Parser::Event::MessageComplete;
+      break;
+    }
+  }
+  if (s.closed) co_return;
+  if (!complete) {
+    codec_.reset(s.id, NGHTTP2_INTERNAL_ERROR);  // truncated: the client must see the cut
     flush();
-    if (request_complete && response.keep_alive() && !until_close && up_in.empty()) {
-      ++conn->requests;
-      s.up = nullptr;
-      ctx_.upstreams.put_idle(std::move(conn));
-    }
     co_return;
   }
-  if (!s.closed) local(s, failure_status, route.stats_key);
+  s.out_eof = true;
+  if (!no_body) codec_.resume(s.id);
+  flush();
+  if (request_complete && response.keep_alive() && !until_close && up_in.empty())
+    exchange.release();
+}
+
+asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& route,
+                                                Deadline& deadline, int64_t max_body) {
+  auto& stats = ctx_.stats.requests[route.stats_key];
+  const Limits& limits = ctx_.limits;
+  UpstreamExchange exchange(ctx_, route, deadline, s.method, s.method == "HEAD");
+  if (!co_await exchange.open_h2(s.up_headers, !s.end_stream || !s.body_in.empty())) {
+    if (!s.closed) local(s, exchange.failure_status(), route.stats_key);
+    co_return;
+  }
+  upstream::Connection& conn = exchange.connection();
+  http2::ClientCodec& up = *conn.h2;
+  http2::ClientCodec::Response& response = up.response();
+  const auto started = Clock::now();
+  Signal wake(conn.socket.get_executor());  // frames to send upstream
+  bool finished = false;                    // the response ended or was cut, or the client left
+  bool submitted = false;
+  auto cut = [&](int status) {
+    if (s.closed) return;
+    if (submitted) {
+      codec_.reset(s.id, NGHTTP2_INTERNAL_ERROR);  // the client must see the cut
+      flush();
+    } else {
+      local(s, status, route.stats_key);
+    }
+  };
+  auto finish = [&]() {
+    finished = true;
+    wake.notify();
+    s.signal.notify();
+    boost::system::error_code ignored;
+    conn.socket.cancel(ignored);
+  };
+
+  // Sends what the session has to send: the request body, acknowledgements, window updates.
+  auto writer = [&]() -> asio::awaitable<void> {
+    std::string out;
+    while (true) {
+      out.clear();
+      if (!up.drain(out)) break;
+      if (!out.empty()) {
+        auto [ec, n] = co_await conn.write(asio::buffer(out));
+        if (ec) break;
+        s.signal.notify();  // room for more request body
+        continue;
+      }
+      if (finished) co_return;
+      co_await wake.wait(Millis(24 * 3600 * 1000));
+    }
+    if (!finished) {
+      cut(502);
+      finish();
+    }
+  };
+
+  // Moves the client's DATA to the backend as it arrives, then its trailers.
+  auto body_pump = [&]() -> asio::awaitable<void> {
+    uint64_t body_bytes = 0;
+    bool ended = s.end_stream && s.body_in.empty();
+    while (!ended && !finished && !s.closed) {
+      if (!s.body_in.empty() && up.pending_body() < kBodyHighWater) {
+        body_bytes += s.body_in.size();
+        if (max_body > 0 && body_bytes > static_cast<uint64_t>(max_body)) {
+          up.reset_stream(NGHTTP2_CANCEL);
+          cut(413);
+          finish();
+          co_return;
+        }
+        up.send_body(s.body_in);
+        codec_.consume(s.id, s.body_in.size());
+        s.body_in.clear();
+        flush();
+        wake.notify();
+        deadline.arm(Phase::UpstreamRead, exchange.read_timeout());  // the exchange is alive
+        continue;
+      }
+      if (s.end_stream && s.body_in.empty()) {
+        std::vector<http2::Header> trailers;
+        for (auto& t : s.trailers)
+          if (!t.name.starts_with(':') && !is_hop_by_hop(t.name)) trailers.push_back(t);
+        up.end_body(std::move(trailers));
+        wake.notify();
+        ended = true;
+        break;
+      }
+      if (!co_await s.signal.wait(limits.client_body_timeout) && !finished && !s.closed &&
+          s.body_in.empty() && !s.end_stream) {
+        up.reset_stream(NGHTTP2_CANCEL);
+        cut(408);
+        finish();
+      }
+    }
+    if (!ended) discard_body(s);
+  };
+
+  // Reads the backend's frames and passes the response on: head, DATA, trailers.
+  auto reader = [&]() -> asio::awaitable<void> {
+    while (!finished) {
+      deadline.arm(Phase::UpstreamRead, exchange.read_timeout());
+      auto [ec, n] = co_await conn.read_some(free_space(conn.in));
+      if (ec || s.closed) {
+        if (!finished) cut(deadline.expired(Phase::UpstreamRead) ? 504 : 502);
+        break;
+      }
+      conn.in.commit(n);
+      bool ok = up.feed(reinterpret_cast<const uint8_t*>(conn.in.data()), conn.in.size());
+      conn.in.consume(conn.in.size());
+      wake.notify();
+      if (response.head && !submitted) {
+        submitted = true;
+        s.responded = true;
+        stats.by_status[response.status]++;
+        ctx_.stats.observe_latency(std::chrono::duration<double>(Clock::now() - started).count());
+        std::vector<http2::Header> headers;
+        for (auto& h : response.headers)
+          if (!is_hop_by_hop(h.name)) headers.push_back(std::move(h));
+        if (!listener_.hsts.empty() && down_.is_tls())
+          headers.push_back({"strict-transport-security", listener_.hsts});
+        bool has_body = !response.end || !response.body.empty() || !response.trailers.empty();
+        codec_.submit_response(s.id, response.status, headers, has_body && s.method != "HEAD");
+      }
+      if (!response.body.empty() && submitted) {
+        s.body_out.append(response.body);
+        response.body.clear();
+        codec_.resume(s.id);
+      }
+      if (response.end) {
+        for (auto& t : response.trailers)
+          if (!is_hop_by_hop(t.name)) s.response_trailers.push_back(std::move(t));
+        s.out_eof = true;
+        codec_.resume(s.id);
+        flush();
+        break;
+      }
+      flush();
+      if (!ok || response.reset) {
+        cut(502);
+        break;
+      }
+      // Read on only once the client has taken most of what waits.
+      while (!s.closed && s.body_out.size() - s.out_pos > kBodyHighWater) {
+        if (!co_await s.out_signal.wait(limits.client_body_timeout)) {
+          up.reset_stream(NGHTTP2_CANCEL);
+          cut(502);
+          break;
+        }
+      }
+    }
+    finished = true;
+    wake.notify();
+    s.signal.notify();
+  };
+
+  co_await (reader() && writer() && body_pump());
+  if (response.end && up.reusable() && conn.in.empty()) exchange.release();
 }
 
 asio::awaitable<void> serve_http2(WorkerContext& ctx, DownstreamStream stream,

@@ -2,6 +2,7 @@
 
 #include "http1/message_head.h"
 #include "http2/server_codec.h"
+#include "proxy/deadline.h"
 #include "proxy/downstream_stream.h"
 #include "proxy/worker_context.h"
 
@@ -37,12 +38,18 @@ class Http2Session final : private http2::ServerCodec::Handler {
   void on_request_end(int32_t id, std::vector<http2::Header> trailers) override;
   void on_stream_close(int32_t id, uint32_t error_code) override;
   size_t read_body(int32_t id, uint8_t* buf, size_t size, bool& eof) override;
+  const std::vector<http2::Header>* response_trailers(int32_t id) override;
 
   boost::asio::awaitable<void> reader();
   boost::asio::awaitable<void> writer();
   boost::asio::awaitable<void> watchdog();
   boost::asio::awaitable<void> handle(StreamPtr s);
   boost::asio::awaitable<void> proxy(Stream& s, const model::Route& route);
+  boost::asio::awaitable<void> exchange(Stream& s, const model::Route& route, Deadline& deadline,
+                                        int64_t max_body);
+  boost::asio::awaitable<void> exchange_h2(Stream& s, const model::Route& route, Deadline& deadline,
+                                           int64_t max_body);
+  void cancel_upstream(Stream& s);
   void local(Stream& s, int status, const std::string& stats_key = {});
   void respond(Stream& s, int status, std::vector<http2::Header> headers, std::string body);
   void discard_body(Stream& s);

@@ -4,6 +4,7 @@
 #include "proxy/forwarding.h"
 #include "proxy/http2_session.h"
 #include "proxy/local_reply.h"
+#include "proxy/upstream_exchange.h"
 #include "tls/server_context.h"
 
 #include <fmt/format.h>
@@ -33,19 +34,19 @@ using Clock = std::chrono::steady_clock;
 
 // The tunnel pumps bytes between the client (plain or TLS) and an upstream socket alike.
 using IoResult = DownstreamStream::IoResult;
-asio::awaitable<IoResult> read_some(tcp::socket& s, asio::mutable_buffer b) {
-  co_return co_await s.async_read_some(b, kUseTuple);
+asio::awaitable<IoResult> read_some(upstream::Connection& c, asio::mutable_buffer b) {
+  co_return co_await c.read_some(b);
 }
 asio::awaitable<IoResult> read_some(DownstreamStream& s, asio::mutable_buffer b) {
   co_return co_await s.read_some(b);
 }
-asio::awaitable<IoResult> write_all(tcp::socket& s, asio::const_buffer b) {
-  co_return co_await asio::async_write(s, b, kUseTuple);
+asio::awaitable<IoResult> write_all(upstream::Connection& c, asio::const_buffer b) {
+  co_return co_await c.write(b);
 }
 asio::awaitable<IoResult> write_all(DownstreamStream& s, asio::const_buffer b) {
   co_return co_await s.write(b);
 }
-tcp::socket& lowest(tcp::socket& s) { return s; }
+tcp::socket& lowest(upstream::Connection& c) { return c.socket; }
 tcp::socket& lowest(DownstreamStream& s) { return s.socket(); }
 
 }  // namespace
@@ -55,7 +56,7 @@ HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const List
       sessions_(ctx.sessions),
       down_(std::move(stream)),
       listener_(listener),
-      timer_(down_.socket().get_executor()),
+      deadline_(down_.socket().get_executor(), &down_.socket()),
       in_(kBufferSize),
       request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes) {
   boost::system::error_code ec;
@@ -75,36 +76,12 @@ HttpSession::~HttpSession() {
 }
 
 void HttpSession::close_if_idle() {
-  if (phase_ != Phase::Idle || done_) return;
+  if (deadline_.phase() != Phase::Idle || done_) return;
   boost::system::error_code ignored;
   down_.socket().cancel(ignored);  // the pending read ends; one_request() closes the connection
 }
 
-asio::awaitable<void> HttpSession::run() { co_await (serve() || watchdog()); }
-
-void HttpSession::arm(Phase phase, Millis timeout) {
-  phase_ = phase;
-  fired_ = false;
-  deadline_ = Clock::now() + timeout;
-  if (deadline_ < armed_) timer_.cancel();  // wake the watchdog to re-arm earlier
-}
-
-asio::awaitable<void> HttpSession::watchdog() {
-  armed_ = Clock::time_point::max();
-  while (!done_) {
-    armed_ = deadline_;
-    timer_.expires_at(armed_);
-    co_await timer_.async_wait(kUseTuple);
-    if (done_) co_return;
-    if (Clock::now() < deadline_) continue;
-    fired_ = true;
-    fired_phase_ = phase_;
-    boost::system::error_code ignored;
-    down_.socket().cancel(ignored);
-    if (up_) up_->socket.cancel(ignored);
-    deadline_ = Clock::now() + std::chrono::hours(24);
-  }
-}
+asio::awaitable<void> HttpSession::run() { co_await (serve() || deadline_.run()); }
 
 asio::awaitable<void> HttpSession::serve() {
   ++ctx_.stats.active_connections;
@@ -120,7 +97,7 @@ asio::awaitable<void> HttpSession::serve() {
   down_.socket().close(ec);
   --ctx_.stats.active_connections;
   done_ = true;
-  timer_.cancel();
+  deadline_.stop();
 }
 
 asio::awaitable<void> HttpSession::linger() {
@@ -358,69 +335,16 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   if (cluster.endpoints.empty()) co_return co_await local(503, has_body);
   if (max_body > 0 && content_length > static_cast<uint64_t>(max_body))
     co_return co_await local(413, true);
-
-  Millis connect_timeout = route.options.connect_timeout_ms >= 0
-                               ? Millis(route.options.connect_timeout_ms)
-                               : limits.upstream_connect_timeout;
-  Millis read_timeout = route.options.read_timeout_ms >= 0 ? Millis(route.options.read_timeout_ms)
-                                                           : limits.upstream_read_timeout;
-  Millis send_timeout = route.options.send_timeout_ms >= 0 ? Millis(route.options.send_timeout_ms)
-                                                           : limits.upstream_send_timeout;
+  // gRPC needs HTTP/2 end to end (trailers); kedge does not translate HTTP/1.1 to it.
+  if (model::is_http2(route.options.protocol)) co_return co_await local(502, has_body);
 
   build_upstream_head(up_head_, upgrade, chunked);
-  std::vector<const model::Endpoint*> tried;
-  bool body_sent = false;  // some of the body went upstream: no retry
+  UpstreamExchange exchange(ctx_, route, deadline_, head.method(), head_request_);
   bool request_complete = !has_body;
-  int failure_status = 502;
-  const auto started = Clock::now();
-
-  for (int attempt = 0; attempt < limits.max_attempts; ++attempt) {
-    const model::Endpoint* ep = ctx_.upstreams.pick(cluster, tried);
-    if (!ep) break;
-    tried.push_back(ep);
-    upstream::ConnectionPtr conn = ctx_.upstreams.take_idle(ep->address);
-    const bool reused = conn != nullptr;
-    if (!conn) {
-      conn = std::make_unique<upstream::Connection>(down_.socket().get_executor());
-      conn->endpoint = ep->address;
-      up_ = conn.get();
-      arm(Phase::Connect, connect_timeout);
-      auto [ec] = co_await conn->socket.async_connect(to_asio(ep->address), kUseTuple);
-      up_ = nullptr;
-      if (ec) {
-        bool timeout = timed_out(Phase::Connect);
-        ctx_.stats.upstream_connect_failures++;
-        ctx_.upstreams.on_connect_failure(ep->address);
-        spdlog::debug("connect to {} for {} failed: {}", ep->address.to_string(), cluster.name,
-                      timeout ? "timeout" : ec.message());
-        failure_status = timeout ? 504 : 502;
-        continue;  // nothing was sent: any method may go to another endpoint
-      }
-      ctx_.upstreams.on_connect_success(ep->address);
-      boost::system::error_code ignored;
-      conn->socket.set_option(tcp::no_delay(true), ignored);
-    }
-    up_ = conn.get();
-    ctx_.upstreams.on_request_start(ep->address);
-    struct EndGuard {
-      upstream::Upstreams& u;
-      model::SocketAddress a;
-      ~EndGuard() { u.on_request_end(a); }
-    } end_guard{ctx_.upstreams, ep->address};
-
-    // Send the head.
-    arm(Phase::UpstreamSend, send_timeout);
-    auto [wec, wn] = co_await asio::async_write(conn->socket, asio::buffer(up_head_), kUseTuple);
-    if (wec) {
-      up_ = nullptr;
-      failure_status = timed_out(Phase::UpstreamSend) ? 504 : 502;
-      if (reused) tried.pop_back();  // a stale pooled connection says nothing about the endpoint
-      continue;
-    }
-
+  bool answered = false;
+  while (!answered && co_await exchange.open(up_head_)) {
     // Stream the body, with its framing, as it arrives.
     if (has_body) {
-      body_sent = true;
       if (head.has_token("expect", "100-continue")) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         if (!co_await write_down(kContinue.data(), kContinue.size())) co_return Outcome::Close;
@@ -429,19 +353,13 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       while (!body_done) {
         if (!in_.empty()) {
           auto step = request_.execute(in_.data(), in_.size());
-          if (step.event == http1::Parser::Event::Error) {
-            up_ = nullptr;
+          if (step.event == http1::Parser::Event::Error)
             co_return co_await local(request_.error_status(), true);
-          }
-          if (max_body > 0 && request_.body_bytes() > static_cast<uint64_t>(max_body)) {
-            up_ = nullptr;
+          if (max_body > 0 && request_.body_bytes() > static_cast<uint64_t>(max_body))
             co_return co_await local(413, true);
-          }
-          arm(Phase::UpstreamSend, send_timeout);
-          auto [bec, bn] = co_await asio::async_write(
-              conn->socket, asio::buffer(in_.data(), step.consumed), kUseTuple);
+          bool sent = co_await exchange.write(std::string_view(in_.data(), step.consumed));
           in_.consume(step.consumed);
-          if (bec) break;  // the upstream may still have answered (e.g. 413): read it below
+          if (!sent) break;  // the upstream may still have answered (e.g. 413): read it below
           if (step.event == http1::Parser::Event::MessageComplete) {
             request_.resume();
             body_done = true;
@@ -451,7 +369,6 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
         arm(Phase::ClientBody, limits.client_body_timeout);
         auto [rec, rn] = co_await down_.read_some(free_space(in_));
         if (rec) {
-          up_ = nullptr;
           if (timed_out(Phase::ClientBody)) co_return co_await local(408, true);
           co_return Outcome::Close;
         }
@@ -460,151 +377,97 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       request_complete = body_done;  // if not, the upstream's answer is the last on this connection
     }
 
-    // Read the response head.
-    ByteBuffer& up_in = conn->in;
-    http1::Parser response(http1::Parser::Type::Response, limits.max_head_bytes);
-    response.set_no_body(head_request_);
-    arm(Phase::UpstreamRead, read_timeout);
-    bool got_head = false;
-    bool got_bytes = false;
-    bool failed = false;
-    while (!got_head) {
-      if (!up_in.empty()) {
-        auto step = response.execute(up_in.data(), up_in.size());
-        if (step.event == http1::Parser::Event::Error) {
-          failed = true;
-          break;
-        }
-        up_in.consume(step.consumed);
-        if (step.event == http1::Parser::Event::HeadersComplete) {
-          int status = response.head().status;
-          if (status >= 100 && status < 200 && status != 101) {
-            // Interim responses (103 Early Hints) pass through; the final one follows.
-            out_.clear();
-            fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status,
-                           response.head().reason());
-            copy_end_to_end_fields(response.head(), out_, false);
-            out_.append("\r\n");
-            if (status != 100 && !co_await write_down(out_.data(), out_.size()))
-              co_return Outcome::Close;
-            response.resume();
-            auto end = response.execute(up_in.data(), 0);
-            if (end.event == http1::Parser::Event::MessageComplete) response.resume();
-            continue;
-          }
-          got_head = true;
-          break;
-        }
-        if (step.event == http1::Parser::Event::MessageComplete) response.resume();
-      }
-      auto [rec, rn] = co_await conn->socket.async_read_some(free_space(up_in), kUseTuple);
-      if (rec) {
-        failed = true;
-        break;
-      }
-      got_bytes = true;
-      up_in.commit(rn);
-    }
-    if (failed) {
-      up_ = nullptr;
-      bool timeout = timed_out(Phase::UpstreamRead);
-      failure_status = timeout ? 504 : 502;
-      spdlog::debug("upstream {} for {}: {}", ep->address.to_string(), cluster.name,
-                    timeout ? "read timeout" : "no valid response");
-      // A reset before any byte of a response may be retried when nothing was lost: the body
-      // (if any) is gone, and a non-idempotent request is only resent on a stale pooled
-      // connection, where the peer closed before it could have seen it.
-      bool retry = !timeout && !got_bytes && !body_sent && (idempotent(head.method()) || reused);
-      if (retry) {
-        if (reused) tried.pop_back();
+    // The response head; interim ones (103 Early Hints) pass through, the final one follows.
+    while (true) {
+      auto result = co_await exchange.read_head();
+      if (result == UpstreamExchange::Head::Interim) {
+        const http1::MessageHead& ih = exchange.response().head();
+        if (ih.status == 100) continue;
+        out_.clear();
+        fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", ih.status, ih.reason());
+        copy_end_to_end_fields(ih, out_, false);
+        out_.append("\r\n");
+        if (!co_await write_down(out_.data(), out_.size())) co_return Outcome::Close;
         continue;
       }
-      co_return co_await local(failure_status, true);
+      if (result == UpstreamExchange::Head::Failed)
+        co_return co_await local(exchange.failure_status(), true);
+      answered = result == UpstreamExchange::Head::Final;
+      break;
     }
-
-    ctx_.stats.observe_latency(std::chrono::duration<double>(Clock::now() - started).count());
-    const http1::MessageHead& rh = response.head();
-    const int status = rh.status;
-    stats.by_status[status]++;
-
-    if (status == 101 && upgrade) {
-      out_.clear();
-      out_.append("HTTP/1.1 101 Switching Protocols\r\n");
-      copy_end_to_end_fields(rh, out_, false);
-      out_.append("Connection: upgrade\r\nUpgrade: ").append(rh.get("upgrade")).append("\r\n\r\n");
-      if (co_await write_down(out_.data(), out_.size())) co_await tunnel(*conn);
-      up_ = nullptr;
-      co_return Outcome::Close;
-    }
-
-    // Response head for the client. HTTP/1.0 clients cannot read chunked bodies: decode them.
-    const bool client_10 = head.version_minor == 0;
-    const bool dechunk = client_10 && response.chunked();
-    const bool until_close = response.body_until_close();
-    bool keep_alive = request_.keep_alive() && !until_close && !dechunk && !upgrade &&
-                      !ctx_.draining && request_complete;
-    out_.clear();
-    fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status, rh.reason());
-    copy_end_to_end_fields(rh, out_, false);
-    if (response.chunked() && !dechunk) out_.append("Transfer-Encoding: chunked\r\n");
-    if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
-      out_.append("Strict-Transport-Security: ").append(listener_.hsts).append("\r\n");
-    if (!keep_alive)
-      out_.append("Connection: close\r\n");
-    else if (client_10)
-      out_.append("Connection: keep-alive\r\n");
-    out_.append("\r\n");
-    if (!co_await write_down(out_.data(), out_.size())) {
-      up_ = nullptr;
-      co_return Outcome::Close;
-    }
-
-    // Stream the body. A message without body completes on an empty execute.
-    response.resume();
-    bool complete = false;
-    while (true) {
-      auto step = response.execute(up_in.data(), up_in.size());
-      if (step.event == http1::Parser::Event::Error) break;
-      if (step.consumed > 0) {
-        bool ok = true;
-        if (dechunk) {
-          for (auto span : response.body_spans())
-            if (ok) ok = co_await write_down(span.data, span.size);
-        } else {
-          ok = co_await write_down(up_in.data(), step.consumed);
-        }
-        if (!ok) break;
-        up_in.consume(step.consumed);
-      }
-      if (step.event == http1::Parser::Event::MessageComplete) {
-        complete = true;
-        break;
-      }
-      arm(Phase::UpstreamRead, read_timeout);
-      auto [rec, rn] = co_await conn->socket.async_read_some(free_space(up_in), kUseTuple);
-      if (rec) {
-        if (rec == asio::error::eof && until_close)
-          complete = response.finish().event == http1::Parser::Event::MessageComplete;
-        break;
-      }
-      up_in.commit(rn);
-    }
-    up_ = nullptr;
-    if (!request_complete) linger_ = true;    // the upstream answered before the body ended
-    if (!complete) co_return Outcome::Close;  // truncated: the client must see the cut
-    if (response.keep_alive() && !until_close && up_in.empty()) {
-      ++conn->requests;
-      ctx_.upstreams.put_idle(std::move(conn));
-    }
-    co_return keep_alive ? Outcome::KeepAlive : Outcome::Close;
   }
-  up_ = nullptr;
-  co_return co_await local(failure_status, true);
+  if (!answered) co_return co_await local(exchange.failure_status(), true);
+
+  http1::Parser& response = exchange.response();
+  upstream::Connection& conn = exchange.connection();
+  const http1::MessageHead& rh = response.head();
+  const int status = rh.status;
+  stats.by_status[status]++;
+
+  if (status == 101 && upgrade) {
+    out_.clear();
+    out_.append("HTTP/1.1 101 Switching Protocols\r\n");
+    copy_end_to_end_fields(rh, out_, false);
+    out_.append("Connection: upgrade\r\nUpgrade: ").append(rh.get("upgrade")).append("\r\n\r\n");
+    if (co_await write_down(out_.data(), out_.size())) co_await tunnel(conn);
+    co_return Outcome::Close;
+  }
+
+  // Response head for the client. HTTP/1.0 clients cannot read chunked bodies: decode them.
+  const bool client_10 = head.version_minor == 0;
+  const bool dechunk = client_10 && response.chunked();
+  const bool until_close = response.body_until_close();
+  bool keep_alive = request_.keep_alive() && !until_close && !dechunk && !upgrade &&
+                    !ctx_.draining && request_complete;
+  out_.clear();
+  fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status, rh.reason());
+  copy_end_to_end_fields(rh, out_, false);
+  if (response.chunked() && !dechunk) out_.append("Transfer-Encoding: chunked\r\n");
+  if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
+    out_.append("Strict-Transport-Security: ").append(listener_.hsts).append("\r\n");
+  if (!keep_alive)
+    out_.append("Connection: close\r\n");
+  else if (client_10)
+    out_.append("Connection: keep-alive\r\n");
+  out_.append("\r\n");
+  if (!co_await write_down(out_.data(), out_.size())) co_return Outcome::Close;
+
+  // Stream the body. A message without body completes on an empty execute.
+  response.resume();
+  ByteBuffer& up_in = conn.in;
+  bool complete = false;
+  while (true) {
+    auto step = response.execute(up_in.data(), up_in.size());
+    if (step.event == http1::Parser::Event::Error) break;
+    if (step.consumed > 0) {
+      bool ok = true;
+      if (dechunk) {
+        for (auto span : response.body_spans())
+          if (ok) ok = co_await write_down(span.data, span.size);
+      } else {
+        ok = co_await write_down(up_in.data(), step.consumed);
+      }
+      if (!ok) break;
+      up_in.consume(step.consumed);
+    }
+    if (step.event == http1::Parser::Event::MessageComplete) {
+      complete = true;
+      break;
+    }
+    if (!co_await exchange.read_more()) {
+      if (exchange.eof() && until_close)
+        complete = response.finish().event == http1::Parser::Event::MessageComplete;
+      break;
+    }
+  }
+  if (!request_complete) linger_ = true;    // the upstream answered before the body ended
+  if (!complete) co_return Outcome::Close;  // truncated: the client must see the cut
+  if (response.keep_alive() && !until_close && up_in.empty()) exchange.release();
+  co_return keep_alive ? Outcome::KeepAlive : Outcome::Close;
 }
 
 asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
   // Bytes that arrived with the heads belong to the tunnel.
-  up_ = &up;
   auto pump = [this](auto& from, auto& to, ByteBuffer& buf) -> asio::awaitable<void> {
     while (true) {
       if (!buf.empty()) {
@@ -620,8 +483,7 @@ asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
     boost::system::error_code ignored;
     lowest(to).shutdown(tcp::socket::shutdown_send, ignored);
   };
-  co_await (pump(down_, up.socket, in_) && pump(up.socket, down_, up.in));
-  up_ = nullptr;
+  co_await (pump(down_, up, in_) && pump(up, down_, up.in));
 }
 
 namespace {

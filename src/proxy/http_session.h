@@ -2,6 +2,7 @@
 
 #include "common/byte_buffer.h"
 #include "http1/parser.h"
+#include "proxy/deadline.h"
 #include "proxy/downstream_stream.h"
 #include "proxy/worker_context.h"
 
@@ -27,20 +28,9 @@ class HttpSession {
   void close_if_idle();
 
  private:
-  enum class Phase {
-    Idle,
-    ClientHeader,
-    ClientBody,
-    ClientSend,
-    Connect,
-    UpstreamSend,
-    UpstreamRead,
-    Linger
-  };
   enum class Outcome { KeepAlive, Close };
 
   boost::asio::awaitable<void> serve();
-  boost::asio::awaitable<void> watchdog();
   boost::asio::awaitable<Outcome> one_request();
   boost::asio::awaitable<Outcome> proxy(const model::Route& route);
   boost::asio::awaitable<Outcome> reply(int status, bool close);
@@ -49,21 +39,15 @@ class HttpSession {
   boost::asio::awaitable<void> linger();
   boost::asio::awaitable<Outcome> api_proxy(const model::SnapshotConstPtr& snapshot);
   void build_upstream_head(std::string& out, bool upgrade, bool chunked);
-  void arm(Phase phase, Millis timeout);
-  bool timed_out(Phase phase) const { return fired_ && fired_phase_ == phase; }
+  void arm(Phase phase, Millis timeout) { deadline_.arm(phase, timeout); }
+  bool timed_out(Phase phase) const { return deadline_.expired(phase); }
 
   WorkerContext& ctx_;
   std::unordered_set<HttpSession*>* sessions_;  // ctx_.sessions, which may outlive ctx_
   DownstreamStream down_;
   const ListenerInfo& listener_;
-  boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point deadline_;
-  std::chrono::steady_clock::time_point armed_ = std::chrono::steady_clock::time_point::max();
-  Phase phase_ = Phase::Idle;
-  bool fired_ = false;
-  Phase fired_phase_ = Phase::Idle;
+  Deadline deadline_;
   bool done_ = false;
-  upstream::Connection* up_ = nullptr;  // the upstream in use, for the watchdog to cancel
 
   ByteBuffer in_;
   http1::Parser request_;

@@ -5,6 +5,9 @@
 #include "proxy/stats.h"
 #include "upstream/upstreams.h"
 
+#include <boost/asio/ssl/context.hpp>
+
+#include <memory>
 #include <random>
 #include <unordered_set>
 
@@ -21,11 +24,26 @@ struct WorkerContext {
   model::SnapshotConstPtr snapshot;  // swapped by a task the control thread posts
   upstream::Upstreams upstreams;
   Stats stats;
+  /// The client TLS context for HTTPS and GRPCS upstreams, made on first use.
+  boost::asio::ssl::context& upstream_tls() {
+    if (!upstream_tls_) {
+      upstream_tls_ =
+          std::make_unique<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+      upstream_tls_->set_options(
+          boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
+          boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1);
+      upstream_tls_->set_verify_mode(boost::asio::ssl::verify_none);
+    }
+    return *upstream_tls_;
+  }
   std::mt19937_64 rng;  // request ids
   bool draining = false;
   // Open client connections, for a drain to close the idle ones. Owned by the worker and
   // outliving the io_context, whose destruction may destroy sessions after this context.
   std::unordered_set<HttpSession*>* sessions = nullptr;
+
+ private:
+  std::unique_ptr<boost::asio::ssl::context> upstream_tls_;
 };
 
 }  // namespace kedge::proxy

@@ -205,6 +205,20 @@ model::RouteOptions route_options(Builder& b, const StoredObject& so, const k8s:
   read("proxy-connect-timeout", parse_seconds, o.connect_timeout_ms);
   read("proxy-read-timeout", parse_seconds, o.read_timeout_ms);
   read("proxy-send-timeout", parse_seconds, o.send_timeout_ms);
+  const std::string key = "nginx.ingress.kubernetes.io/backend-protocol";
+  std::string protocol = ing.meta.annotation(key);
+  for (char& c : protocol) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (protocol == "HTTPS") {
+    o.protocol = model::UpstreamProtocol::Https;
+  } else if (protocol == "GRPC") {
+    o.protocol = model::UpstreamProtocol::Grpc;
+  } else if (protocol == "GRPCS") {
+    o.protocol = model::UpstreamProtocol::Grpcs;
+  } else if (!protocol.empty() && protocol != "HTTP") {
+    b.report(so, "metadata.annotations." + key,
+             fmt::format("unsupported value \"{}\" (HTTP, HTTPS, GRPC or GRPCS); HTTP is used",
+                         ing.meta.annotation(key)));
+  }
   return o;
 }
 

@@ -77,14 +77,16 @@ void Upstreams::on_connect_success(const model::SocketAddress& a) {
   s.ejected_until = {};
 }
 
-ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a) {
+ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a,
+                                   model::UpstreamProtocol protocol) {
   auto it = endpoints_.find(a);
   if (it == endpoints_.end()) return nullptr;
   auto& idle = it->second.idle;
   auto now = Clock::now();
-  while (!idle.empty()) {
-    ConnectionPtr c = std::move(idle.back());
-    idle.pop_back();
+  for (size_t i = idle.size(); i-- > 0;) {
+    if (idle[i]->protocol != protocol) continue;  // one endpoint may serve several protocols
+    ConnectionPtr c = std::move(idle[i]);
+    idle.erase(idle.begin() + static_cast<ptrdiff_t>(i));
     if (now - c->idle_since > limits_.upstream_idle_timeout) continue;
     // A peer that closed (or sent something unasked) makes the connection unusable.
     char probe;

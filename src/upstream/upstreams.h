@@ -1,10 +1,16 @@
 #pragma once
 
 #include "common/byte_buffer.h"
+#include "http2/client_codec.h"
 #include "model/snapshot.h"
 #include "proxy/limits.h"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <chrono>
 #include <memory>
@@ -16,12 +22,29 @@ namespace kedge::upstream {
 
 using Clock = std::chrono::steady_clock;
 
-/// A connection to one endpoint, lent to one request at a time.
+/// A connection to one endpoint (over TLS for HTTPS and GRPCS backends), lent to one request
+/// at a time.
 struct Connection {
-  explicit Connection(boost::asio::any_io_executor ex) : socket(std::move(ex)), in(16 * 1024) {}
+  using Tls = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+  using IoResult = std::tuple<boost::system::error_code, size_t>;
+  Connection(boost::asio::any_io_executor ex, model::UpstreamProtocol p)
+      : socket(std::move(ex)), in(16 * 1024), protocol(p) {}
+  boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer) {
+    constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
+    if (tls) co_return co_await tls->async_read_some(buffer, t);
+    co_return co_await socket.async_read_some(buffer, t);
+  }
+  boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer) {
+    constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
+    if (tls) co_return co_await boost::asio::async_write(*tls, buffer, t);
+    co_return co_await boost::asio::async_write(socket, buffer, t);
+  }
   boost::asio::ip::tcp::socket socket;
-  ByteBuffer in;  // response bytes read but not yet forwarded
+  std::unique_ptr<Tls> tls;
+  std::unique_ptr<http2::ClientCodec> h2;  // the session of an HTTP/2 backend
+  ByteBuffer in;                           // response bytes read but not yet forwarded
   model::SocketAddress endpoint;
+  model::UpstreamProtocol protocol;
   Clock::time_point idle_since;
   uint64_t requests = 0;
 };
@@ -52,8 +75,8 @@ class Upstreams {
   void on_connect_failure(const model::SocketAddress& a);
   void on_connect_success(const model::SocketAddress& a);
 
-  /// An idle connection to `a` that still looks usable, or nullptr.
-  ConnectionPtr take_idle(const model::SocketAddress& a);
+  /// An idle connection to `a` speaking `protocol` that still looks usable, or nullptr.
+  ConnectionPtr take_idle(const model::SocketAddress& a, model::UpstreamProtocol protocol);
   /// Returns a connection for reuse; it is closed instead when the pool is full.
   void put_idle(ConnectionPtr connection);
 

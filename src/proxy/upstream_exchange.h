@@ -1,0 +1,86 @@
+#pragma once
+
+#include "http1/parser.h"
+#include "http2/server_codec.h"
+#include "proxy/deadline.h"
+#include "proxy/worker_context.h"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace kedge::proxy {
+
+/// One request's way to the endpoints of a route's cluster, over HTTP/1.1 or HTTP/2, plain or
+/// TLS (the route's backend protocol): picks
+/// an endpoint, connects (or takes a pooled connection), sends the request head and reads the
+/// response head. When an attempt fails in a way that is safe to repeat, the next open() tries
+/// another endpoint. What lies between (the request body) and after (the response body) belongs
+/// to the caller, which knows the downstream protocol. Every wait is bounded by `deadline`.
+/// Thread: owning worker only. Owner: the request's coroutine.
+class UpstreamExchange {
+ public:
+  enum class Head {
+    Final,    // response().head() is the final response head
+    Interim,  // a 1xx other than 101: pass it on if wanted, then read_head() again
+    Retry,    // this attempt failed safely: open() tries another endpoint
+    Failed,   // no answer to forward: reply failure_status()
+  };
+
+  UpstreamExchange(WorkerContext& ctx, const model::Route& route, Deadline& deadline,
+                   std::string_view method, bool head_request);
+  ~UpstreamExchange();
+  UpstreamExchange(const UpstreamExchange&) = delete;
+  UpstreamExchange& operator=(const UpstreamExchange&) = delete;
+
+  /// Starts the next attempt: an endpoint not tried yet, connected, with `head` sent. False when
+  /// no attempt is left; failure_status() then says what to answer (502, 503 or 504).
+  boost::asio::awaitable<bool> open(std::string_view head);
+  /// For HTTP/2 backends: the next attempt, with the request submitted on the connection's
+  /// session (connection().h2) and its head sent.
+  boost::asio::awaitable<bool> open_h2(const std::vector<http2::Header>& headers, bool has_body);
+  /// Request body bytes, framed as announced in the head. After the first, no retry.
+  boost::asio::awaitable<bool> write(std::string_view bytes);
+  boost::asio::awaitable<Head> read_head();
+  /// More response bytes into connection().in; false at the end of the stream or on an error
+  /// (eof() tells which; a timeout is neither).
+  boost::asio::awaitable<bool> read_more();
+  bool eof() const { return eof_; }
+  /// The response is complete and the connection may serve another request: pool it.
+  void release();
+
+  upstream::Connection& connection() { return *conn_; }
+  http1::Parser& response() { return *response_; }
+  int failure_status() const { return failure_status_; }
+  Millis read_timeout() const { return read_timeout_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  boost::asio::awaitable<bool> acquire();
+  boost::asio::awaitable<bool> connect(const model::Endpoint& endpoint);
+  boost::asio::awaitable<bool> send_head(std::string_view head);
+  void end_attempt();
+
+  WorkerContext& ctx_;
+  const model::Route& route_;
+  Deadline& deadline_;
+  const bool idempotent_;
+  const bool head_request_;
+  Millis connect_timeout_, send_timeout_, read_timeout_;
+  std::vector<const model::Endpoint*> tried_;
+  const model::Endpoint* endpoint_ = nullptr;  // of the attempt in progress
+  upstream::ConnectionPtr conn_;
+  std::optional<http1::Parser> response_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool reused_ = false;
+  bool body_sent_ = false;
+  bool got_bytes_ = false;  // of a response, in this attempt
+  bool interim_ = false;    // read_head() returned Interim
+  bool eof_ = false;
+  int attempts_ = 0;
+  int failure_status_ = 502;
+};
+
+}  // namespace kedge::proxy
