@@ -23,7 +23,7 @@ mkdir -p "$dir/artifacts"
 for h in "${harnesses[@]}"; do
   mkdir -p "$dir/corpus/$h"
   echo "== fuzz $h (${seconds}s)"
-  "$dir/fuzz_$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  "$dir/tests/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 -artifact_prefix="$dir/artifacts/$h-" \
     "$dir/corpus/$h" "tests/fuzz/corpus/$h" 2>"$dir/fuzz-$h.log" || {
     tail -n 60 "$dir/fuzz-$h.log" >&2

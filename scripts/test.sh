@@ -24,3 +24,6 @@ scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DKEDGE_SANITIZE=ON
 echo "== tests under ASan+UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure --timeout 900
+
+echo "== fuzz (libFuzzer, ASan+UBSan; each harness 20 s)"
+scripts/fuzz.sh 20
