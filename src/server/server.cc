@@ -145,7 +145,9 @@ int run_serve(const ServeOptions& flags) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t blocked = signals;  // and SIGHUP, which asks for a reload (below)
+  sigaddset(&blocked, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
 
   int n_workers = options.workers > 0
                       ? options.workers
@@ -294,7 +296,13 @@ int run_serve(const ServeOptions& flags) {
   std::thread control_thread([&controller] { controller.run(); });
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sig == 0 || sig == SIGHUP) {
+    if (sig == SIGHUP) {  // re-read the manifests; no connection is touched
+      spdlog::info("SIGHUP: reloading");
+      controller.notify();
+    }
+    sigwait(&blocked, &sig);
+  }
   spdlog::info("signal {}: draining (grace {} ms)", sig, options.shutdown_grace_ms);
   controller.stop();
   control_thread.join();

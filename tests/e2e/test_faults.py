@@ -1,0 +1,221 @@
+"""Faults around kedge: upstreams that never answer, reset mid-response, vanish while a request
+body streams; a manifest folder with half-written, garbage, huge,
+deleted and re-created files; SIGHUP. The client gets the right status or a cleanly cut stream,
+other requests are unaffected, and the last good configuration keeps serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import (
+    RawBackend,
+    endpoint_slice,
+    ingress,
+    path_rule,
+    poll,
+    raw_connect,
+    read_response,
+    service,
+    timeout,
+)
+
+READ_TIMEOUT_MS = 600
+
+
+@pytest.fixture
+def backends():
+    started: list[RawBackend] = []
+
+    def start(handler) -> RawBackend:
+        b = RawBackend(handler)
+        started.append(b)
+        return b
+    yield start
+    for b in started:
+        b.close()
+
+
+def serve(env, raw: RawBackend, *flags: str, extra_endpoints: list[str] | None = None):
+    """raw.test → the raw backend (plus extra endpoints on the same port); good.test → echo."""
+    good = env.echo("good")
+    eps = [{"addresses": [raw.ip], "conditions": {"ready": True}}]
+    env.write("apps.yaml",
+              service("raw"), endpoint_slice("raw", raw.port, eps),
+              service("good"), endpoint_slice("good", good.port, [good.endpoint()]))
+    env.write("ingress.yaml", ingress("faults", [("raw.test", [path_rule("/", "raw")]),
+                                                 ("good.test", [path_rule("/", "good")])]))
+    return env.kedge("--upstream-read-timeout", str(READ_TIMEOUT_MS), *flags)
+
+
+def reset(sock: socket.socket) -> None:
+    """Closes with RST instead of FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_upstream_that_never_answers_is_504_and_others_are_served(env, backends):
+    release = threading.Event()
+
+    def silent(sock, head):
+        release.wait(timeout(10))
+        return False
+    k = serve(env, backends(silent))
+    result = {}
+
+    def slow():
+        t0 = time.monotonic()
+        result["status"] = k.request("raw.test", "/hang").status
+        result["elapsed"] = time.monotonic() - t0
+    t = threading.Thread(target=slow)
+    t.start()
+    try:
+        for _ in range(5):  # meanwhile, other requests are served at once
+            t0 = time.monotonic()
+            assert k.service_of("good.test") == "good"
+            assert time.monotonic() - t0 < timeout(1)
+        t.join(timeout(10))
+    finally:
+        release.set()
+    assert result["status"] == 504
+    assert READ_TIMEOUT_MS / 1000 * 0.9 <= result["elapsed"] < timeout(5)
+
+
+def test_upstream_reset_mid_response_cuts_the_stream(env, backends):
+    def half_then_reset(sock, head):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        time.sleep(0.1)
+        reset(sock)
+        return False
+    k = serve(env, backends(half_then_reset))
+    s = raw_connect(k.http_port)
+    with s:
+        s.sendall(b"GET /cut HTTP/1.1\r\nHost: raw.test\r\n\r\n")
+        data = bytearray()
+        s.settimeout(timeout(5))
+        for _ in range(1000):
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b"content-length: 100000" in head.lower()
+    assert 0 < len(body) < 100000, "the client must see the stream cut short"
+    assert k.service_of("good.test") == "good"
+
+
+def test_upstream_closing_before_any_answer_is_502(env, backends):
+    def drop(sock, head):
+        reset(sock)
+        return False
+    k = serve(env, backends(drop))
+    r = k.request("raw.test", "/drop", method="POST", body=b"x")  # not retried: not idempotent
+    assert r.status == 502, r
+    assert k.service_of("good.test") == "good"
+
+
+def test_oversized_response_head_is_502(env, backends):
+    def huge(sock, head):
+        sock.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-Junk: " + b"j" * 200_000 + b"\r\n\r\n")
+        return False
+    k = serve(env, backends(huge))
+    assert k.request("raw.test", "/huge").status == 502
+    assert k.service_of("good.test") == "good"
+
+
+def folder_env(env):
+    e = env.echo("web")
+    env.write("apps.yaml", service("web"), endpoint_slice("web", e.port, [e.endpoint()]))
+    env.write("ingress.yaml", ingress("web", [("web.test", [path_rule("/", "web")])]))
+    return env.kedge()
+
+
+def errors(k) -> list[dict]:
+    return k.admin_json("/debug/errors")["issues"]
+
+
+def test_garbage_half_written_and_huge_files_keep_the_last_good_config(env):
+    k = folder_env(env)
+    assert k.service_of("web.test") == "web"
+    path = env.manifests / "ingress.yaml"
+
+    # Half-written in place (not atomic): the half is a syntax error or a partial object;
+    # either way the route stays until the rest arrives.
+    full = path.read_text()
+    gen = k.generation()
+    with open(path, "w") as f:
+        f.write(full[: len(full) // 2])
+    k.wait_reload(gen)
+    assert k.service_of("web.test") == "web"
+    gen = k.generation()
+    with open(path, "w") as f:
+        f.write(full)
+    k.wait_reload(gen)
+    assert k.service_of("web.test") == "web"
+    assert errors(k) == []
+
+    # Garbage: binary junk in a .yaml file.
+    gen = k.generation()
+    (env.manifests / "junk.yaml").write_bytes(os.urandom(4096) + b"\x00\xff: [")
+    k.wait_reload(gen)
+    assert k.service_of("web.test") == "web"
+    assert any(i["file"].endswith("junk.yaml") for i in errors(k)), errors(k)
+
+    # A 100 MB file: refused as too large, reported, nothing else changes.
+    gen = k.generation()
+    big = env.manifests / "big.yaml"
+    with open(big, "wb") as f:
+        block = b"# padding " + b"x" * 1013 + b"\n"
+        for _ in range(100 * 1024):
+            f.write(block)
+    k.wait_reload(gen, timeout_s=30)
+    assert k.proc.alive()
+    assert k.service_of("web.test") == "web"
+    issues = errors(k)
+    assert any(i["file"].endswith("big.yaml") and "large" in i["message"] for i in issues), issues
+    big.unlink()
+    (env.manifests / "junk.yaml").unlink()
+    poll(lambda: errors(k) == [], timeout(10), what="errors cleared after removing the files")
+    assert k.service_of("web.test") == "web"
+
+
+def test_delete_and_recreate_and_atomic_rename(env):
+    k = folder_env(env)
+    path = env.manifests / "ingress.yaml"
+    text = path.read_text()
+    gen = k.generation()
+    path.unlink()
+    k.wait_reload(gen)
+    assert k.service_of("web.test") == 404  # deleted: its objects are gone
+    gen = k.generation()
+    path.write_text(text)
+    k.wait_reload(gen)
+    poll(lambda: k.service_of("web.test") == "web", timeout(5), what="re-created file")
+    # Atomic replacement by rename, many times in a row, while a client keeps requesting.
+    for i in range(10):
+        env.write_text("ingress.yaml", text.replace("web.test", "web.test") + f"# {i}\n")
+        assert k.service_of("web.test") == "web"
+
+
+def test_sighup_reloads_without_dropping_connections(env):
+    k = folder_env(env)
+    s = raw_connect(k.http_port)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+        assert read_response(f).status == 200
+        gen = k.generation()
+        os.kill(k.proc.pid, signal.SIGHUP)
+        k.wait_reload(gen)
+        assert k.proc.alive()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")  # the same connection
+        assert read_response(f).status == 200
