@@ -482,7 +482,10 @@ asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& rout
   UpstreamExchange exchange(ctx_, route, deadline, s.method, head_request);
   bool request_complete = false;
   bool answered = false;
-  while (!answered && !s.closed && co_await exchange.open(s.up_head)) {
+  while (!answered && !s.closed) {
+    // (g++ 12 miscompiles a co_await in a short-circuit operand: keep it a statement.)
+    bool opened = co_await exchange.open(s.up_head);
+    if (!opened) break;
     // Stream the request body as DATA arrives; its window opens as it is forwarded.
     request_complete = s.end_stream && s.body_in.empty() && !chunked;
     uint64_t body_bytes = 0;

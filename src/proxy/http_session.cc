@@ -342,7 +342,10 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   UpstreamExchange exchange(ctx_, route, deadline_, head.method(), head_request_);
   bool request_complete = !has_body;
   bool answered = false;
-  while (!answered && co_await exchange.open(up_head_)) {
+  while (!answered) {
+    // (g++ 12 miscompiles a co_await in a short-circuit operand: keep it a statement.)
+    bool opened = co_await exchange.open(up_head_);
+    if (!opened) break;
     // Stream the body, with its framing, as it arrives.
     if (has_body) {
       if (head.has_token("expect", "100-continue")) {

@@ -58,7 +58,9 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
     bool h2 = model::is_http2(protocol);
     SSL_set_alpn_protos(conn_->tls->native_handle(), h2 ? kH2 : kHttp11,
                         h2 ? sizeof kH2 - 1 : sizeof kHttp11 - 1);
-    std::tie(ec) = co_await conn_->tls->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+    auto [handshake_ec] =
+        co_await conn_->tls->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+    ec = handshake_ec;
     const unsigned char* alpn = nullptr;
     unsigned int alpn_len = 0;
     SSL_get0_alpn_selected(conn_->tls->native_handle(), &alpn, &alpn_len);
@@ -94,7 +96,10 @@ asio::awaitable<bool> UpstreamExchange::acquire() {
     conn_ = ctx_.upstreams.take_idle(ep->address, route_.options.protocol);
     reused_ = conn_ != nullptr;
     // A failed connect sent nothing: any method may go to another endpoint.
-    if (!conn_ && !co_await connect(*ep)) continue;
+    if (!conn_) {
+      bool connected = co_await connect(*ep);
+      if (!connected) continue;
+    }
     endpoint_ = ep;
     ctx_.upstreams.on_request_start(ep->address);
     deadline_.watch(conn_.get());
@@ -116,8 +121,11 @@ asio::awaitable<bool> UpstreamExchange::send_head(std::string_view head) {
 
 asio::awaitable<bool> UpstreamExchange::open(std::string_view head) {
   end_attempt();
-  while (co_await acquire()) {
-    if (!co_await send_head(head)) continue;
+  while (true) {
+    bool acquired = co_await acquire();
+    if (!acquired) break;
+    bool sent = co_await send_head(head);
+    if (!sent) continue;
     response_.emplace(http1::Parser::Type::Response, ctx_.limits.max_head_bytes);
     response_->set_no_body(head_request_);
     interim_ = false;
@@ -130,14 +138,17 @@ asio::awaitable<bool> UpstreamExchange::open(std::string_view head) {
 asio::awaitable<bool> UpstreamExchange::open_h2(const std::vector<http2::Header>& headers,
                                                 bool has_body) {
   end_attempt();
-  while (co_await acquire()) {
+  while (true) {
+    bool acquired = co_await acquire();
+    if (!acquired) break;
     std::string out;
     if (!conn_->h2->submit_request(headers, has_body) || !conn_->h2->drain(out)) {
       if (reused_) tried_.pop_back();
       end_attempt();
       continue;
     }
-    if (co_await send_head(out)) co_return true;
+    bool sent = co_await send_head(out);
+    if (sent) co_return true;
   }
   co_return false;
 }
