@@ -33,7 +33,9 @@ constexpr Resource kResources[] = {
 };
 
 AdminResponse json_response(int status, const json& body) {
-  return {status, "application/json", body.dump() + "\n"};
+  // A name from the request path may be any bytes: invalid UTF-8 is replaced, not thrown.
+  return {status, "application/json",
+          body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
 }
 
 AdminResponse status_error(int code, const std::string& reason, const std::string& message) {
