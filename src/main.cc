@@ -63,20 +63,74 @@ int main(int argc, char** argv) {
   CLI::App app{
       "kedge: Kubernetes Ingress, Services, NodePorts and LoadBalancers in one binary.\n"
       "Reads Service, EndpointSlice, Endpoints, Ingress, IngressClass and Secret objects\n"
-      "from manifest files and serves them."};
+      "from manifest files or the Kubernetes API and serves them."};
   app.require_subcommand(1);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str();
 
   kedge::server::ServeOptions serve;
-  auto* serve_cmd = app.add_subcommand("serve", "Serve Ingress routes from Kubernetes manifests");
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "Serve Ingress routes from Kubernetes manifests or the Kubernetes API");
   serve_cmd
       ->add_option("--manifests", serve.manifests,
                    "Folder (or file) of .yaml/.yml/.json manifests, watched for changes; "
-                   "repeatable")
-      ->required()
+                   "repeatable. Without it kedge reads the API server: --kubeconfig, else the "
+                   "in-cluster service account when KUBERNETES_SERVICE_HOST is set")
       ->check(CLI::ExistingPath);
+  serve_cmd
+      ->add_option("--kubeconfig", serve.kubeconfig,
+                   "kubeconfig file of the API server to list and watch objects from")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--kube-context", serve.kube_context,
+                        "kubeconfig context (default: its current-context)");
+  serve_cmd->add_option("--namespace", serve.namespace_,
+                        "Watch this namespace only (default: all; IngressClasses are "
+                        "cluster-wide)");
+  serve_cmd
+      ->add_option("--api-retry-max", serve.api_retry_max_s,
+                   "Longest pause, seconds, between attempts to reach the API server (back-off "
+                   "doubles from 0.25 s, jittered)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve_cmd
+      ->add_option("--api-list-limit", serve.api_list_limit,
+                   "Objects per page when listing from the API server (limit/continue)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  serve_cmd
+      ->add_option("--leader-elect", serve.leader_elect,
+                   "Elect one replica through a coordination.k8s.io/v1 Lease to write status "
+                   "and Events")
+      ->capture_default_str();
+  serve_cmd->add_option("--leader-election-namespace", serve.election_namespace,
+                        "Namespace of the Lease (default: the service account's namespace, or "
+                        "the kubeconfig context's, or default)");
+  serve_cmd->add_option("--leader-election-id", serve.election_id, "Name of the Lease")
+      ->capture_default_str();
+  serve_cmd->add_option("--leader-election-identity", serve.election_identity,
+                        "This replica's holderIdentity (default: $POD_NAME or the host name, "
+                        "with a random suffix)");
+  serve_cmd
+      ->add_option("--leader-election-lease-duration", serve.lease_duration_s,
+                   "Seconds a leader's Lease lasts without renewal before others take it")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--leader-election-renew-deadline", serve.renew_deadline_s,
+                   "Seconds the leader keeps trying to renew before it steps down")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--leader-election-retry-period", serve.retry_period_s,
+                   "Seconds between attempts to acquire or renew the Lease")
+      ->capture_default_str();
+  serve_cmd->add_option("--publish-service", serve.publish_service,
+                        "NS/NAME of kedge's own Service, whose address is written to the status "
+                        "of the Ingresses kedge serves (API source)");
+  serve_cmd
+      ->add_option("--lb-default-class", serve.allocator.default_lb_class,
+                   "LoadBalancer Services without spec.loadBalancerClass get addresses from "
+                   "kedge's pools (class kedge.dev/lb always does)")
+      ->capture_default_str();
   serve_cmd->add_option("--http-listen", serve.http_listen, "HTTP listener, ADDR:PORT")
       ->capture_default_str();
   serve_cmd->add_option("--https-listen", serve.https_listen,
@@ -109,8 +163,9 @@ int main(int argc, char** argv) {
                    "Serve Ingresses that name no class")
       ->capture_default_str();
   serve_cmd->add_option("--publish-status-address", serve.publish_status_address,
-                        "Address written to Ingress status.loadBalancer (default: the HTTP "
-                        "listen address, 127.0.0.1 for a wildcard)");
+                        "Address(es), comma-separated, written to Ingress status.loadBalancer "
+                        "(default: the HTTP listen address, 127.0.0.1 for a wildcard; with the "
+                        "API source, used when --publish-service is not given)");
   serve_cmd
       ->add_option("--shutdown-grace-ms", serve.shutdown_grace_ms,
                    "On SIGTERM, how long requests in flight may finish")

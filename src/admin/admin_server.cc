@@ -80,6 +80,8 @@ AdminResponse handle_admin(const AdminRequest& req, const AdminSources& sources)
     return {405, "text/plain; charset=utf-8", "method not allowed\n"};
   if (req.path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
   if (req.path == "/readyz") {
+    if (std::string why = sources.not_ready ? sources.not_ready() : ""; !why.empty())
+      return {503, "text/plain; charset=utf-8", "not ready: " + why + "\n"};
     if (state && state->snapshot) return {200, "text/plain; charset=utf-8", "ok\n"};
     return {503, "text/plain; charset=utf-8", "not ready: no configuration published yet\n"};
   }

@@ -31,6 +31,9 @@ struct AdminSources {
   std::function<proxy::Stats()> stats;
   std::string publish_address;  // written into Ingress status.loadBalancer.ingress
   std::string server_address;   // host:port of the admin listener, for discovery
+  /// Why kedge is not ready yet beyond "nothing published" (e.g. kinds still being listed from
+  /// the API server); empty when nothing else is missing. May be unset.
+  std::function<std::string()> not_ready = {};
 };
 
 /// The admin HTTP server: /healthz, /readyz, /metrics, /debug/*, and the read-only

@@ -14,7 +14,7 @@ constexpr auto kQuiet = std::chrono::milliseconds(15);     // wait for writes to
 constexpr auto kMaxDelay = std::chrono::milliseconds(60);  // but never longer than this
 }  // namespace
 
-Controller::Controller(k8s::ManifestSource& source, translate::Options options,
+Controller::Controller(k8s::Source& source, translate::Options options,
                        translate::AllocatorConfig allocator, std::string state_dir, StateSlot& slot,
                        Publish publish)
     : source_(source),
@@ -81,7 +81,7 @@ void Controller::resolve_external_names(const k8s::ObjectStore& store) {
 
 size_t Controller::load_now() {
   auto started = std::chrono::steady_clock::now();
-  k8s::ManifestSource::Load load = source_.reload();
+  k8s::SourceLoad load = source_.reload();
   translate::AllocationResult allocated = translate::allocate(load.store, allocations_, allocator_);
   if (allocated.allocations != allocations_) {
     allocations_ = std::move(allocated.allocations);
@@ -112,6 +112,7 @@ size_t Controller::load_now() {
       generation_, load.files, state->store.size(), t.snapshot->served_ingresses.size(),
       t.snapshot->clusters.size(), n, ms.count());
   slot_.set(std::move(state));
+  if (on_published_) on_published_();
   return n;
 }
 

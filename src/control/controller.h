@@ -1,7 +1,7 @@
 #pragma once
 
 #include "control/published_state.h"
-#include "k8s/manifest_source.h"
+#include "k8s/source.h"
 #include "translate/translator.h"
 
 #include <condition_variable>
@@ -20,9 +20,8 @@ class Controller {
 
   /// `state_dir`, when not empty, keeps the allocations across restarts
   /// (state_dir/allocations.json, replaced atomically).
-  Controller(k8s::ManifestSource& source, translate::Options options,
-             translate::AllocatorConfig allocator, std::string state_dir, StateSlot& slot,
-             Publish publish);
+  Controller(k8s::Source& source, translate::Options options, translate::AllocatorConfig allocator,
+             std::string state_dir, StateSlot& slot, Publish publish);
 
   /// Loads and publishes once; returns the number of issues found.
   size_t load_now();
@@ -30,9 +29,12 @@ class Controller {
   void run();
   void notify();
   void stop();
+  /// Called on the control thread after each publication, once the StateSlot holds it.
+  void on_published(std::function<void()> fn) { on_published_ = std::move(fn); }
 
  private:
-  k8s::ManifestSource& source_;
+  k8s::Source& source_;
+  std::function<void()> on_published_;
   void resolve_external_names(const k8s::ObjectStore& store);
   void save_allocations();
 

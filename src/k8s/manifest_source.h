@@ -2,6 +2,7 @@
 
 #include "k8s/issue.h"
 #include "k8s/object_store.h"
+#include "k8s/source.h"
 
 #include <filesystem>
 #include <map>
@@ -13,18 +14,14 @@ namespace kedge::k8s {
 /// Only files whose size or modification time changed are parsed again. An invalid object keeps
 /// its last good version; a file that fails as a whole keeps everything it last yielded.
 /// Thread: the control thread only. Owner: control::Controller.
-class ManifestSource {
+class ManifestSource : public Source {
  public:
   explicit ManifestSource(std::vector<std::filesystem::path> roots);
 
-  struct Load {
-    ObjectStore store;
-    Issues issues;
-    size_t files = 0;
-  };
+  using Load = SourceLoad;
 
   /// Scans the folders again and returns the complete, merged result.
-  Load reload();
+  Load reload() override;
 
   const std::vector<std::filesystem::path>& roots() const { return roots_; }
 

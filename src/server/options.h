@@ -32,9 +32,21 @@ struct ServeOptions {
   l4::UserspaceOptions l4;
   std::string dataplane = "userspace";  // --dataplane: userspace or nftables
   l4::NftablesOptions nftables;
-  std::string l2_interface;         // --l2-interface: announce owned LoadBalancer IPs there (ARP)
+  std::string l2_interface;  // --l2-interface: announce owned LoadBalancer IPs there (ARP)
   std::string membership_api;       // --membership-api: live nodes from node Leases there
   int member_lease_duration_s = 2;  // --member-lease-duration
+  // Kubernetes API source (used when no --manifests are given).
+  std::string kubeconfig;    // --kubeconfig; else in-cluster when KUBERNETES_SERVICE_HOST is set
+  std::string kube_context;  // --kube-context
+  std::string namespace_;    // --namespace: watch one namespace (default all)
+  double api_retry_max_s = 30;
+  int api_list_limit = 500;
+  bool leader_elect = true;
+  std::string election_namespace;  // default: the service account's (or context's) namespace
+  std::string election_id = "kedge-leader";
+  std::string election_identity;  // default: $POD_NAME or the host name, and a random suffix
+  double lease_duration_s = 15, renew_deadline_s = 10, retry_period_s = 2;
+  std::string publish_service;  // NS/NAME whose address goes into Ingress status
   // API proxy (off unless both are given).
   std::string api_proxy_listen;
   std::string api_proxy_token_file;

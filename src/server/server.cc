@@ -1,8 +1,10 @@
 #include "admin/admin_server.h"
 #include "control/controller.h"
 #include "k8s/dir_watcher.h"
+#include "k8s/manifest_source.h"
 #include "l4/l2_announcer.h"
 #include "membership/lease_membership.h"
+#include "server/kube_runtime.h"
 #include "server/options.h"
 #include "server/worker.h"
 #include "tls/server_context.h"
@@ -135,9 +137,26 @@ int run_serve(const ServeOptions& flags) {
     spdlog::error("--admin-listen: expected ADDR:PORT, got \"{}\"", options.admin_listen);
     return 2;
   }
-  if (options.manifests.empty()) {
-    spdlog::error("no configuration source: pass --manifests DIR");
+  SourceMode mode = source_mode(options);
+  if (mode == SourceMode::None) {
+    spdlog::error(
+        "no configuration source: pass --manifests DIR or --kubeconfig FILE, or run in a "
+        "cluster (KUBERNETES_SERVICE_HOST)");
     return 2;
+  }
+  if (mode == SourceMode::Manifests && !options.kubeconfig.empty()) {
+    spdlog::error("--manifests and --kubeconfig exclude each other");
+    return 2;
+  }
+  std::unique_ptr<KubeRuntime> kube;
+  if (mode != SourceMode::Manifests) {
+    auto created = KubeRuntime::create(options, mode);
+    if (!created) {
+      spdlog::error("kubernetes API: {}", created.error().message);
+      return 2;
+    }
+    kube = std::move(*created);
+    options.allocator.cluster_assigned = true;  // ClusterIPs and NodePorts are the API server's
   }
 
   // Block the stop signals in every thread; the main thread waits for them.
@@ -233,6 +252,7 @@ int run_serve(const ServeOptions& flags) {
                                 return total;
                               },
                               publish, ""};
+  if (kube) sources.not_ready = kube->readiness();
   std::unique_ptr<admin::AdminServer> admin;
   try {
     auto ep = asio::ip::tcp::endpoint(asio::ip::make_address(admin_host), admin_port);
@@ -244,7 +264,9 @@ int run_serve(const ServeOptions& flags) {
   }
 
   std::vector<std::filesystem::path> roots(options.manifests.begin(), options.manifests.end());
-  k8s::ManifestSource source(roots);
+  std::unique_ptr<k8s::ManifestSource> manifests;
+  if (!kube) manifests = std::make_unique<k8s::ManifestSource>(roots);
+  k8s::Source& source = kube ? kube->source() : *manifests;
   std::unique_ptr<l4::DataPlane> data_plane;
   if (options.dataplane == "nftables") {
     options.nftables.userspace = options.l4;
@@ -284,18 +306,28 @@ int run_serve(const ServeOptions& flags) {
                                    if (announcer) announcer->apply(snapshot);
                                  });
   // Watch before the first load, so that no change made once /readyz answers can be missed.
-  k8s::DirWatcher watcher(roots, [&controller] { controller.notify(); });
-  controller.load_now();
-  for (auto& w : workers) w->start();
-  admin->start();
-  spdlog::info("kedge serving http on {}:{}{} with {} workers; admin on {}:{}", http_host,
-               http_endpoint.port(),
-               https ? fmt::format(", https on {}:{}", https_host, https_endpoint.port()) : "",
-               n_workers, admin_host, admin->port());
+  std::unique_ptr<k8s::DirWatcher> watcher;
+  if (!kube)
+    watcher = std::make_unique<k8s::DirWatcher>(roots, [&controller] { controller.notify(); });
+  int sig = 0;
+  if (kube) {
+    // Nothing is served before every kind has been listed once; /readyz says what is missing.
+    kube->start(controller, slot);
+    admin->start();
+    sig = kube->wait_synced(signals);
+  }
+  if (sig == 0) {
+    controller.load_now();
+    for (auto& w : workers) w->start();
+    if (!kube) admin->start();
+    spdlog::info("kedge serving http on {}:{}{} with {} workers; admin on {}:{}", http_host,
+                 http_endpoint.port(),
+                 https ? fmt::format(", https on {}:{}", https_host, https_endpoint.port()) : "",
+                 n_workers, admin_host, admin->port());
+  }
 
   std::thread control_thread([&controller] { controller.run(); });
 
-  int sig = 0;
   while (sig == 0 || sig == SIGHUP) {
     if (sig == SIGHUP) {  // re-read the manifests; no connection is touched
       spdlog::info("SIGHUP: reloading");
@@ -304,6 +336,7 @@ int run_serve(const ServeOptions& flags) {
     sigwait(&blocked, &sig);
   }
   spdlog::info("signal {}: draining (grace {} ms)", sig, options.shutdown_grace_ms);
+  if (kube) kube->shutdown();  // hand the lease over before draining
   controller.stop();
   control_thread.join();
   for (auto& w : workers) w->drain(std::chrono::milliseconds(options.shutdown_grace_ms));

@@ -149,6 +149,18 @@ int32_t previous_node_port(const k8s::Service& svc, const k8s::ServicePort& sp,
   return 0;
 }
 
+/// The first IP of status.loadBalancer.ingress, as kedge wrote it in a cluster.
+std::string status_ip(const nlohmann::json& raw) {
+  const nlohmann::json* p = &raw;
+  for (const char* key : {"status", "loadBalancer", "ingress"}) {
+    if (!p->is_object() || !p->contains(key)) return "";
+    p = &(*p)[key];
+  }
+  if (!p->is_array() || p->empty() || !(*p)[0].is_object()) return "";
+  auto ip = (*p)[0].find("ip");
+  return ip != (*p)[0].end() && ip->is_string() ? ip->get<std::string>() : "";
+}
+
 class Allocator {
  public:
   Allocator(const k8s::ObjectStore& store, const AllocatorConfig& config, AllocationResult& out)
@@ -189,7 +201,12 @@ class Allocator {
     auto ports = node_ports_;
     auto lbs = lb_ips_;
 
-    if (svc.type != "ExternalName") {
+    if (config_.cluster_assigned) {
+      a.cluster_ip = svc.cluster_ip;
+      for (const auto& p : svc.ports)
+        if (p.node_port != 0) a.node_ports[port_key(p)] = p.node_port;
+      a.health_check_node_port = svc.health_check_node_port;
+    } else if (svc.type != "ExternalName") {
       if (svc.cluster_ip == "None") {
         a.cluster_ip = "None";
       } else if (!cidr_) {
@@ -268,7 +285,7 @@ class Allocator {
       ports[static_cast<int32_t>(*v)] = id;
       return static_cast<int32_t>(*v);
     };
-    for (size_t i = 0; i < svc.ports.size(); ++i) {
+    for (size_t i = 0; i < svc.ports.size() && !config_.cluster_assigned; ++i) {
       const auto& sp = svc.ports[i];
       std::string field = fmt::format("spec.ports[{}].nodePort", i);
       int32_t prev = previous ? previous_node_port(svc, sp, *previous) : 0;
@@ -283,14 +300,21 @@ class Allocator {
         if (port) a.node_ports[port_key(sp)] = port;
       }
     }
-    if (svc.type == "LoadBalancer" && svc.external_traffic_policy == "Local") {
+    if (svc.type == "LoadBalancer" && svc.external_traffic_policy == "Local" &&
+        !config_.cluster_assigned) {
       a.health_check_node_port =
           take_port(svc.health_check_node_port, previous ? previous->health_check_node_port : 0,
                     "spec.healthCheckNodePort");
     }
 
-    bool our_lb = svc.type == "LoadBalancer" && (svc.load_balancer_class.empty() ||
-                                                 svc.load_balancer_class == kLoadBalancerClass);
+    bool our_lb = svc.type == "LoadBalancer" &&
+                  (svc.load_balancer_class.empty() ? config_.default_lb_class
+                                                   : svc.load_balancer_class == kLoadBalancerClass);
+    ServiceAllocation from_status;
+    if (our_lb && config_.cluster_assigned && !previous) {
+      from_status.load_balancer_ip = status_ip(so.raw);
+      if (!from_status.load_balancer_ip.empty()) previous = &from_status;
+    }
     // No free address is not a conflict: like a LoadBalancer Service that MetalLB cannot serve,
     // it keeps its ClusterIP and NodePorts and waits for an address.
     std::vector<std::pair<std::string, std::string>> pending;

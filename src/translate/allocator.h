@@ -43,6 +43,13 @@ struct AllocatorConfig {
   int node_port_min = 30000;                   // --service-node-port-range
   int node_port_max = 32767;
   std::vector<AddressPool> pools;  // --lb-pool NAME=RANGE; IPAddressPool objects add to it
+  /// In a cluster the API server has already given ClusterIPs and NodePorts: they are taken
+  /// from each Service as they are and only LoadBalancer IPs are allocated (a Service's
+  /// status.loadBalancer.ingress IP counts as what it held before).
+  bool cluster_assigned = false;
+  /// Whether LoadBalancer Services without spec.loadBalancerClass are kedge's
+  /// (--lb-default-class); those of class kedge.dev/lb always are.
+  bool default_lb_class = true;
 };
 
 /// What one Service holds. Ports are keyed "name/protocol/port".

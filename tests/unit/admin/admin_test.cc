@@ -135,6 +135,17 @@ TEST_F(AdminTest, HealthAndReadiness) {
   EXPECT_EQ(get("/nope").status, 404);
 }
 
+TEST_F(AdminTest, ReadinessNamesWhatTheSourceStillWaitsFor) {
+  std::string pending = "waiting for the first list of Secret from the API server";
+  sources_.not_ready = [&pending] { return pending; };
+  publish();
+  auto r = get("/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "not ready: waiting for the first list of Secret from the API server\n");
+  pending.clear();
+  EXPECT_EQ(get("/readyz").status, 200);
+}
+
 TEST_F(AdminTest, DiscoveryDocuments) {
   publish();
   json api = get_json("/api");
