@@ -32,7 +32,7 @@ struct ServeOptions {
   l4::UserspaceOptions l4;
   std::string dataplane = "userspace";  // --dataplane: userspace or nftables
   l4::NftablesOptions nftables;
-  std::string l2_interface;  // --l2-interface: announce owned LoadBalancer IPs there (ARP)
+  std::string l2_interface;         // --l2-interface: announce owned LoadBalancer IPs there (ARP)
   std::string membership_api;       // --membership-api: live nodes from node Leases there
   int member_lease_duration_s = 2;  // --member-lease-duration
   // Kubernetes API source (used when no --manifests are given).
