@@ -163,8 +163,7 @@ void ClientCodec::reset_stream(uint32_t error_code) {
 }
 
 bool ClientCodec::feed(const uint8_t* data, size_t size) {
-  // A protocol error either fails the call or ends the session with a GOAWAY to send.
-  if (nghttp2_session_mem_recv(session_, data, size) < 0 || !nghttp2_session_want_read(session_)) {
+  if (nghttp2_session_mem_recv(session_, data, size) < 0) {
     broken_ = true;
     if (!response_.end) response_.reset = true;
     return false;
@@ -180,9 +179,15 @@ bool ClientCodec::drain(std::string& out) {
       broken_ = true;
       return false;
     }
-    if (n == 0) return true;
+    if (n == 0) break;
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
+  // A protocol error ends the session once its GOAWAY is on the way: nothing more to read.
+  if (!nghttp2_session_want_read(session_)) {
+    broken_ = true;
+    if (stream_ > 0 && !response_.end) response_.reset = true;
+  }
+  return true;
 }
 
 bool ClientCodec::reusable() const {

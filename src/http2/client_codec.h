@@ -42,7 +42,8 @@ class ClientCodec {
   size_t pending_body() const { return request_body_.size(); }
   void reset_stream(uint32_t error_code);
 
-  /// Server bytes. False: the connection is broken (the response is marked reset).
+  /// Server bytes. False: the connection is broken (the response is marked reset). A protocol
+  /// error that nghttp2 answers with GOAWAY shows once that GOAWAY has been drained.
   bool feed(const uint8_t* data, size_t size);
   /// Appends frames ready to send to `out`. False on a fatal error.
   bool drain(std::string& out);

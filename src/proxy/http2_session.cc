@@ -645,6 +645,7 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
     while (true) {
       out.clear();
       if (!up.drain(out)) break;
+      if (response.reset && !finished) break;  // the backend broke the protocol
       if (!out.empty()) {
         auto [ec, n] = co_await conn.write(asio::buffer(out));
         if (ec) break;
