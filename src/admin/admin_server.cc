@@ -91,11 +91,14 @@ AdminResponse handle_admin(const AdminRequest& req, const AdminSources& sources)
   }
   if (req.path == "/debug/snapshot") {
     if (!state) return {503, "application/json", "{}\n"};
-    return {200, "application/json", snapshot_json(*state->snapshot).dump(2) + "\n"};
+    return {
+        200, "application/json",
+        snapshot_json(*state->snapshot).dump(2, ' ', false, json::error_handler_t::replace) + "\n"};
   }
   if (req.path == "/debug/errors") {
     json body = {{"issues", state ? issues_json(state->issues) : json::array()}};
-    return {200, "application/json", body.dump(2) + "\n"};
+    return {200, "application/json",
+            body.dump(2, ' ', false, json::error_handler_t::replace) + "\n"};
   }
   if (auto api = handle_k8s_api(req, state.get(), sources)) return *api;
   return {404, "text/plain; charset=utf-8", "not found\n"};

@@ -170,14 +170,15 @@ asio::awaitable<bool> StatusWriter::write_status(k8s::Kind kind, json object, co
       object["status"]["loadBalancer"] = json::object();
     else
       object["status"]["loadBalancer"]["ingress"] = entries;
-    auto put = co_await client_->request("PUT", path + "/status", object.dump());
+    auto put = co_await client_->request(
+        "PUT", path + "/status", object.dump(-1, ' ', false, json::error_handler_t::replace));
     if (!put) {
       spdlog::warn("status: {}", put.error().message);
       co_return false;
     }
     if (put->status == 200) {
       spdlog::info("status: {} {}/{} status.loadBalancer.ingress = {}", r->kind_name, ns, name,
-                   entries.dump());
+                   entries.dump(-1, ' ', false, json::error_handler_t::replace));
       co_return true;
     }
     if (put->status == 404) co_return true;  // gone meanwhile
@@ -234,8 +235,9 @@ asio::awaitable<bool> StatusWriter::emit_events(const PublishedState& state) {
         {"firstTimestamp", seconds},
         {"lastTimestamp", seconds},
         {"count", 1}};
-    auto post = co_await client_->request("POST", fmt::format("/api/v1/namespaces/{}/events", ns),
-                                          event.dump());
+    auto post =
+        co_await client_->request("POST", fmt::format("/api/v1/namespaces/{}/events", ns),
+                                  event.dump(-1, ' ', false, json::error_handler_t::replace));
     if (post && (post->status == 201 || post->status == 200)) {
       reported_.insert(id);
     } else {
