@@ -181,10 +181,13 @@ def test_api_outage_keeps_serving_with_traffic_and_catches_up(env, cluster):
         t.join()
     assert served_during > 100, served_during
     assert not failures, failures[:5]
-    # The EndpointSlice written during the outage arrived too (its second endpoint).
-    slices = k.admin_json("/apis/discovery.k8s.io/v1/endpointslices")["items"]
-    web_slice = next(s for s in slices if s["metadata"]["name"] == "web-7xk2p")
-    assert len(web_slice["endpoints"]) == 2
+    # The EndpointSlice written during the outage arrives too (its second endpoint); each kind
+    # is watched on its own stream, so it may come a moment after the Ingress.
+    def slice_endpoints():
+        slices = k.admin_json("/apis/discovery.k8s.io/v1/endpointslices")["items"]
+        web_slice = next(s for s in slices if s["metadata"]["name"] == "web-7xk2p")
+        return len(web_slice["endpoints"]) == 2
+    poll(slice_endpoints, timeout(15), what="the EndpointSlice written during the outage")
 
 
 def test_status_events_and_load_balancer_addresses(env, cluster):
