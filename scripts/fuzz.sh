@@ -23,11 +23,7 @@ mkdir -p "$dir/artifacts"
 for h in "${harnesses[@]}"; do
   mkdir -p "$dir/corpus/$h"
   echo "== fuzz $h (${seconds}s)"
-  extra=()
-  # yaml-cpp 0.7 loops on some unbalanced flow YAML (tests/fuzz/findings/): for the manifest
-  # harness a timeout or out-of-memory is reported in the log, and only a crash fails the run.
-  if [ "$h" = manifest ]; then extra=(-fork=1 -ignore_timeouts=1 -ignore_ooms=1); fi
-  "$dir/tests/fuzz/fuzz_$h" "${extra[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  "$dir/tests/fuzz/fuzz_$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 -artifact_prefix="$dir/artifacts/$h-" \
     "$dir/corpus/$h" "tests/fuzz/corpus/$h" 2>"$dir/fuzz-$h.log" || {
     tail -n 60 "$dir/fuzz-$h.log" >&2

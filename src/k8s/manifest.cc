@@ -2,22 +2,24 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <set>
+#include <sstream>
 
 namespace kedge::k8s {
 namespace {
 
 using nlohmann::json;
 
-/// Plain YAML scalars get JSON types the way Kubernetes' YAML reader gives them; quoted ones stay
-/// strings.
-json scalar_to_json(const YAML::Node& node) {
-  const std::string& s = node.Scalar();
-  if (node.Tag() != "?") return s;  // quoted or explicitly tagged
+/// Plain YAML scalars get JSON types the way Kubernetes' YAML reader gives them; quoted or
+/// explicitly tagged ones (any tag but "?") stay strings.
+json scalar_to_json(const std::string& tag, const std::string& s) {
+  if (tag != "?") return s;
   // YAML 1.1 booleans, as kubectl's YAML reader resolves them (but not the single letters y/n,
   // which would turn names like "y" into booleans).
   static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes",
@@ -45,31 +47,154 @@ json scalar_to_json(const YAML::Node& node) {
   return s;
 }
 
-json to_json(const YAML::Node& node, const std::string& path, LineMap& lines) {
-  lines.emplace(path, node.Mark().line + 1);
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      json obj = json::object();
-      for (const auto& kv : node) {
-        std::string key = kv.first.Scalar();
-        std::string child = path.empty() ? key : path + "." + key;
-        lines.emplace(child, kv.first.Mark().line + 1);
-        obj[key] = to_json(kv.second, child, lines);
-      }
-      return obj;
-    }
-    case YAML::NodeType::Sequence: {
-      json arr = json::array();
-      for (size_t i = 0; i < node.size(); ++i)
-        arr.push_back(to_json(node[i], fmt::format("{}[{}]", path, i), lines));
-      return arr;
-    }
-    case YAML::NodeType::Scalar:
-      return scalar_to_json(node);
-    default:
-      return nullptr;
+struct YamlError {
+  YAML::Mark mark;
+  std::string message;
+};
+
+/// Builds JSON documents straight from yaml-cpp's parser events, with the line of every field.
+/// Going through events rather than YAML::LoadAll lets the reader see a parser that stops making
+/// progress (yaml-cpp 0.7 returns the same empty document forever after a stray ',' at the top
+/// level) and bound what aliases expand to (a "billion laughs" document).
+class JsonBuilder final : public YAML::EventHandler {
+ public:
+  /// Most JSON values a file may expand to through aliases; a manifest has a few thousand.
+  static constexpr size_t kMaxValues = 4'000'000;
+
+  json document;
+  LineMap lines;
+  int line = 0;  // of the document's first node
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    document = nullptr;
+    lines.clear();
+    line = 0;
   }
-}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (!key(mark, "", anchor)) add(mark, nullptr, anchor, 1);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) throw YamlError{mark, "unknown alias"};
+    const json& value = it->second.value;
+    if (expecting_key()) {
+      if (!value.is_primitive()) throw YamlError{mark, "a mapping key must be a string"};
+      key(mark, value.is_string() ? value.get<std::string>() : value.dump(), 0);
+      return;
+    }
+    add(mark, value, 0, it->second.size);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    if (!key(mark, value, anchor)) add(mark, scalar_to_json(tag, value), anchor, 1);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, json::array(), anchor);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, json::object(), anchor);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  struct Frame {
+    json value;
+    std::string path;
+    YAML::anchor_t anchor;
+    size_t first_value;  // values_ when the collection opened
+    bool has_key = false;
+    std::string key;
+  };
+  struct Anchored {
+    json value;
+    size_t size;
+  };
+
+  /// The path of the next value (not a map key), its line recorded; a collection where a map key
+  /// is expected is refused, as Kubernetes' YAML reader does.
+  std::string child_path(const YAML::Mark& mark) {
+    if (stack_.empty()) {
+      if (line == 0) line = mark.line + 1;
+      return {};
+    }
+    Frame& top = stack_.back();
+    std::string path;
+    if (top.value.is_array()) {
+      path = fmt::format("{}[{}]", top.path, top.value.size());
+    } else if (!top.has_key) {
+      throw YamlError{mark, "a mapping key must be a string"};
+    } else {
+      path = top.path.empty() ? top.key : top.path + "." + top.key;
+    }
+    lines.emplace(path, mark.line + 1);
+    return path;
+  }
+
+  void count(const YAML::Mark& mark, size_t n) {
+    values_ += n;
+    if (values_ > kMaxValues)
+      throw YamlError{mark, fmt::format("the file expands to more than {} values", kMaxValues)};
+  }
+
+  bool expecting_key() const {
+    return !stack_.empty() && stack_.back().value.is_object() && !stack_.back().has_key;
+  }
+
+  /// Takes a scalar as the next map key, as written (a plain `yes` or `80` key stays that text).
+  bool key(const YAML::Mark& mark, const std::string& text, YAML::anchor_t anchor) {
+    if (!expecting_key()) return false;
+    count(mark, 1);
+    if (anchor) anchors_[anchor] = Anchored{text, 1};
+    Frame& top = stack_.back();
+    top.key = text;
+    top.has_key = true;
+    lines.emplace(top.path.empty() ? top.key : top.path + "." + top.key, mark.line + 1);
+    return true;
+  }
+
+  void add(const YAML::Mark& mark, json value, YAML::anchor_t anchor, size_t size) {
+    count(mark, size);
+    if (anchor) anchors_[anchor] = Anchored{value, size};
+    child_path(mark);
+    place(std::move(value));
+  }
+
+  void open(const YAML::Mark& mark, json value, YAML::anchor_t anchor) {
+    count(mark, 1);
+    std::string path = child_path(mark);
+    stack_.push_back(Frame{std::move(value), std::move(path), anchor, values_});
+  }
+
+  void close() {
+    Frame frame = std::move(stack_.back());
+    stack_.pop_back();
+    if (frame.anchor)
+      anchors_[frame.anchor] = Anchored{frame.value, values_ - frame.first_value + 1};
+    place(std::move(frame.value));
+  }
+
+  void place(json value) {
+    if (stack_.empty()) {
+      document = std::move(value);
+      return;
+    }
+    Frame& top = stack_.back();
+    if (top.value.is_array()) {
+      top.value.push_back(std::move(value));
+    } else {
+      top.value[top.key] = std::move(value);
+      top.has_key = false;
+    }
+  }
+
+  std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, Anchored> anchors_;
+  size_t values_ = 0;
+};
 
 /// Decodes one top-level document, expanding `kind: List`.
 void add_document(const json& doc, const Origin& origin, const LineMap* lines, ManifestFile& out) {
@@ -144,19 +269,34 @@ ManifestFile parse_manifest(const std::string& text, const std::string& file_nam
     add_document(doc, Origin{file_name, 1}, nullptr, out);
     return out;
   }
+  auto syntax_error = [&](int line, const std::string& message) {
+    out.objects.clear();  // a file that does not parse yields nothing but its syntax error
+    out.rejected.clear();
+    out.issues.clear();
+    out.unreadable = true;
+    out.issues.push_back(
+        {file_name, line, "", "", "", "", fmt::format("YAML syntax error: {}", message)});
+  };
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(text);
-    for (const YAML::Node& node : docs) {
-      LineMap lines;
-      json doc = to_json(node, "", lines);
-      add_document(doc, Origin{file_name, node.Mark().line + 1}, &lines, out);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    JsonBuilder builder;
+    int last_line = -1;
+    while (parser.HandleNextDocument(builder)) {
+      // yaml-cpp 0.7 reports an empty document again and again without consuming a stray ','
+      // (or other flow indicator) at the top level: an empty document on the line of the last
+      // one is that loop, since a real empty document needs a line of its own ("---").
+      if (builder.document.is_null() && builder.line == last_line) {
+        syntax_error(builder.line, "unexpected character at the top level");
+        break;
+      }
+      last_line = builder.line;
+      add_document(builder.document, Origin{file_name, builder.line}, &builder.lines, out);
     }
   } catch (const YAML::Exception& e) {
-    out.objects.clear();
-    out.rejected.clear();
-    out.unreadable = true;
-    out.issues.push_back({file_name, e.mark.is_null() ? 0 : e.mark.line + 1, "", "", "", "",
-                          fmt::format("YAML syntax error: {}", e.msg)});
+    syntax_error(e.mark.is_null() ? 0 : e.mark.line + 1, e.msg);
+  } catch (const YamlError& e) {
+    syntax_error(e.mark.line + 1, e.message);
   }
   return out;
 }

@@ -326,6 +326,67 @@ TEST(Manifest, NonObjectDocumentsAreReported) {
   EXPECT_EQ(no_kind.issues[0].message, "Required value");
 }
 
+// yaml-cpp 0.7's LoadAll never returns on these (it yields the same empty document forever):
+// tests/fuzz/corpus/manifest/regression-yaml-cpp-stray-comma-loop is the fuzzer's original.
+TEST(Manifest, StrayFlowIndicatorAtTopLevelIsASyntaxError) {
+  for (const char* text : {",", "\n,", "{}\n,", "{a: b}, c", "\"a\"\n,", "[\n],",
+                           "kind: Service\n---\n{\"a\": \"d\"\n },\n \"b\": 1\n"}) {
+    ManifestFile m = parse_manifest(text, "stray.yaml");
+    EXPECT_TRUE(m.unreadable) << text;
+    EXPECT_TRUE(m.objects.empty()) << text;
+    ASSERT_EQ(m.issues.size(), 1u) << text << "\n" << dump(m.issues);
+    EXPECT_NE(m.issues[0].message.find("YAML syntax error"), std::string::npos) << text;
+    EXPECT_GE(m.issues[0].line, 1) << text;
+  }
+  ManifestFile empty = parse_manifest("---\n---\n\n---\n", "empty.yaml");
+  EXPECT_FALSE(empty.unreadable) << dump(empty.issues);
+  EXPECT_TRUE(empty.issues.empty()) << dump(empty.issues);
+}
+
+TEST(Manifest, AnchorsAndAliasesExpand) {
+  constexpr std::string_view kText = R"(apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  labels: &labels
+    app: web
+    yes: "1"
+spec:
+  selector: *labels
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+)";
+  ManifestFile m = parse_manifest(std::string(kText), "alias.yaml");
+  const auto* svc = find<Service>(m, "web");
+  ASSERT_NE(svc, nullptr) << dump(m.issues);
+  EXPECT_EQ(svc->selector.at("app"), "web");
+  EXPECT_EQ(svc->selector.at("yes"), "1");  // a plain key is kept as written, not a bool
+  ASSERT_EQ(svc->ports.size(), 1u);
+  EXPECT_EQ(svc->ports[0].port, 80);
+}
+
+TEST(Manifest, AliasExpansionIsBounded) {
+  // "Billion laughs": nine levels of ten aliases each expand to 10^9 values.
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) text += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    text += "]\n";
+  }
+  ManifestFile m = parse_manifest(text, "laughs.yaml");
+  EXPECT_TRUE(m.unreadable);
+  ASSERT_EQ(m.issues.size(), 1u);
+  EXPECT_NE(m.issues[0].message.find("expands to more than"), std::string::npos)
+      << m.issues[0].message;
+}
+
+TEST(Manifest, CollectionAsAMapKeyIsRefused) {
+  ManifestFile m = parse_manifest("? [a, b]\n: c\n", "key.yaml");
+  EXPECT_TRUE(m.unreadable);
+  ASSERT_EQ(m.issues.size(), 1u);
+  EXPECT_NE(m.issues[0].message.find("mapping key must be a string"), std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation, as the API server does it
 
