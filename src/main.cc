@@ -55,6 +55,19 @@ void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
                  "Streams an HTTP/2 client may cancel (RST_STREAM) within 10 s; more end the "
                  "connection with GOAWAY ENHANCE_YOUR_CALM (rapid reset)")
       ->capture_default_str();
+  cmd.add_option("--limit-req-status-code", l.limit_req_status,
+                 "Status for a request over an Ingress's limit-rps or limit-rpm")
+      ->capture_default_str()
+      ->check(CLI::Range(400, 599));
+  cmd.add_option("--limit-conn-status-code", l.limit_conn_status,
+                 "Status for a request over an Ingress's limit-connections")
+      ->capture_default_str()
+      ->check(CLI::Range(400, 599));
+  cmd.add_option("--limit-table-slots", l.limit_table_slots,
+                 "Client addresses (per Ingress) the limit-* annotations track at once, 24 bytes "
+                 "each; beyond them, requests are let through and counted")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{64}, size_t{1} << 26));
 }
 
 }  // namespace

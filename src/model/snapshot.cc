@@ -27,6 +27,37 @@ std::string SocketAddress::to_string() const {
   return out;
 }
 
+std::optional<Cidr> Cidr::parse(std::string_view text) {
+  size_t slash = text.find('/');
+  auto address = SocketAddress::parse(text.substr(0, slash), 0);
+  if (!address) return std::nullopt;
+  Cidr c;
+  c.v6 = address->v6;
+  c.ip = address->ip;
+  const int max = c.v6 ? 128 : 32;
+  int prefix = max;
+  if (slash != std::string_view::npos) {
+    std::string_view digits = text.substr(slash + 1);
+    if (digits.empty() || digits.size() > 3 ||
+        !std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+      return std::nullopt;
+    prefix = std::stoi(std::string(digits));
+    if (prefix > max) return std::nullopt;
+  }
+  c.prefix = static_cast<uint8_t>(prefix);
+  return c;
+}
+
+bool Cidr::contains(bool address_v6, const std::array<uint8_t, 16>& address) const {
+  if (address_v6 != v6) return false;
+  int full = prefix / 8;
+  if (!std::equal(ip.begin(), ip.begin() + full, address.begin())) return false;
+  int rest = prefix % 8;
+  if (rest == 0) return true;
+  uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (ip[full] & mask) == (address[full] & mask);
+}
+
 bool Route::matches(std::string_view p) const {
   if (match == MatchType::Exact) return p == path;
   if (path == "/") return true;

@@ -58,6 +58,28 @@ inline bool is_http2(UpstreamProtocol p) {
   return p == UpstreamProtocol::Grpc || p == UpstreamProtocol::Grpcs;
 }
 
+/// An address prefix ("10.0.0.0/8", "2001:db8::/32"; a bare address is a full-length prefix).
+struct Cidr {
+  bool v6 = false;
+  std::array<uint8_t, 16> ip{};  // IPv4 in the first 4 bytes, as SocketAddress
+  uint8_t prefix = 0;
+  static std::optional<Cidr> parse(std::string_view text);
+  bool contains(bool address_v6, const std::array<uint8_t, 16>& address) const;
+};
+
+/// Per-client-address limits of an Ingress (ingress-nginx's `limit-rps`, `limit-rpm`,
+/// `limit-burst-multiplier`, `limit-connections` and `limit-whitelist` annotations).
+struct ClientLimits {
+  struct Rate {
+    double per_second = 0;
+    uint32_t burst = 0;  // requests answered at once above the rate (nginx's burst, nodelay)
+  };
+  std::vector<Rate> rates;   // each must hold
+  int32_t connections = 0;   // requests in flight at once; 0 = no limit
+  uint64_t scope = 0;        // the Ingress (hash of namespace/name): limits are per Ingress
+  std::vector<Cidr> exempt;  // client ranges no limit applies to
+};
+
 /// Per-route overrides from Ingress annotations; negative means "use the global flag".
 struct RouteOptions {
   UpstreamProtocol protocol = UpstreamProtocol::Http;
@@ -65,6 +87,7 @@ struct RouteOptions {
   int64_t connect_timeout_ms = -1;
   int64_t read_timeout_ms = -1;
   int64_t send_timeout_ms = -1;
+  std::shared_ptr<const ClientLimits> client_limits;  // null: none
 };
 
 struct Route {

@@ -87,4 +87,31 @@ ClientLimiter::Hold ClientLimiter::acquire(const Key& key, int32_t max, bool& ad
   return Hold(&s->in_flight);
 }
 
+int admit(ClientLimiter& limiter, const model::ClientLimits& limits,
+          const model::SocketAddress& client, int rate_status, int connection_status,
+          ClientLimiter::Hold& hold) {
+  for (const model::Cidr& range : limits.exempt)
+    if (range.contains(client.v6, client.ip)) return 0;
+  ClientLimiter::Key key;
+  key.address = client.ip;
+  if (!client.v6) {  // as ::ffff:a.b.c.d, so no IPv4 address shares a key with an IPv6 one
+    std::copy_n(client.ip.begin(), 4, key.address.begin() + 12);
+    std::fill_n(key.address.begin(), 10, uint8_t{0});
+    key.address[10] = key.address[11] = 0xff;
+  }
+  const auto now = ClientLimiter::Clock::now();
+  for (size_t i = 0; i < limits.rates.size(); ++i) {
+    key.scope = limits.scope + i;  // each rate keeps its own budget
+    if (!limiter.allow_request(key, limits.rates[i].per_second, limits.rates[i].burst, now))
+      return rate_status;
+  }
+  if (limits.connections > 0) {
+    key.scope = limits.scope ^ 0x8000'0000'0000'0000ull;
+    bool admitted = true;
+    hold = limiter.acquire(key, limits.connections, admitted, now);
+    if (!admitted) return connection_status;
+  }
+  return 0;
+}
+
 }  // namespace kedge::proxy

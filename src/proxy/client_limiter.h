@@ -1,5 +1,7 @@
 #pragma once
 
+#include "model/snapshot.h"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -82,5 +84,13 @@ class ClientLimiter {
   size_t mask_;
   std::atomic<uint64_t> overflow_{0};
 };
+
+/// Applies an Ingress's client limits to one request from `client`: 0 when admitted (`hold` then
+/// counts the request in flight until it is released or destroyed), else the status to answer:
+/// `rate_status` past a rate, `connection_status` past the requests in flight. Exempt ranges
+/// pass untouched.
+int admit(ClientLimiter& limiter, const model::ClientLimits& limits,
+          const model::SocketAddress& client, int rate_status, int connection_status,
+          ClientLimiter::Hold& hold);
 
 }  // namespace kedge::proxy

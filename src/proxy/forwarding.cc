@@ -56,4 +56,24 @@ void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bo
   }
 }
 
+ClientAddress client_address(const boost::asio::ip::tcp::socket& socket) {
+  ClientAddress out;
+  boost::system::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  if (ec) return out;
+  auto addr = remote.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
+  out.text = addr.to_string();
+  if (addr.is_v4()) {
+    auto bytes = addr.to_v4().to_bytes();
+    std::copy(bytes.begin(), bytes.end(), out.address.ip.begin());
+  } else {
+    out.address.v6 = true;
+    out.address.ip = addr.to_v6().to_bytes();
+  }
+  out.address.port = remote.port();
+  return out;
+}
+
 }  // namespace kedge::proxy

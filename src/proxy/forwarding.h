@@ -29,6 +29,14 @@ inline boost::asio::mutable_buffer free_space(ByteBuffer& b) {
 
 boost::asio::ip::tcp::endpoint to_asio(const model::SocketAddress& a);
 
+/// The client's address (an IPv4-mapped IPv6 address as IPv4; port 0 when the socket has no
+/// peer), and the same as text for X-Forwarded-For and X-Real-IP.
+struct ClientAddress {
+  model::SocketAddress address;
+  std::string text;
+};
+ClientAddress client_address(const boost::asio::ip::tcp::socket& socket);
+
 /// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
 /// `drop_forwarding` (requests) also drops Host and the forwarding fields, which the caller sets.
 void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,

@@ -112,14 +112,10 @@ Http2Session::Http2Session(WorkerContext& ctx, DownstreamStream stream,
       write_signal_(down_.socket().get_executor()),
       watchdog_timer_(down_.socket().get_executor()),
       streams_done_(down_.socket().get_executor()) {
+  ClientAddress client = client_address(down_.socket());
+  client_ = client.address;
+  client_ip_ = std::move(client.text);
   boost::system::error_code ec;
-  auto remote = down_.socket().remote_endpoint(ec);
-  if (!ec) {
-    auto addr = remote.address();
-    client_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
-                     ? asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string()
-                     : addr.to_string();
-  }
   down_.socket().set_option(tcp::no_delay(true), ec);
 }
 
@@ -391,6 +387,12 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
              {"content-type", "text/plain; charset=utf-8"}},
             "308 Permanent Redirect\n");
     co_return;
+  }
+  ClientLimiter::Hold hold;  // this stream's place among its client's requests in flight
+  if (route->options.client_limits) {
+    int status = admit(ctx_.client_limiter, *route->options.client_limits, client_,
+                       ctx_.limits.limit_req_status, ctx_.limits.limit_conn_status, hold);
+    if (status != 0) co_return local(s, status, route->stats_key);
   }
   // The upstream request head, as an HTTP/1.1 head would be parsed (Cookie fields joined).
   http1::MessageHead head;

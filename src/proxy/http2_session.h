@@ -59,6 +59,7 @@ class Http2Session final : private http2::ServerCodec::Handler {
   DownstreamStream down_;
   const ListenerInfo& listener_;
   http2::ServerCodec codec_;
+  model::SocketAddress client_;
   std::string client_ip_;
   std::unordered_map<int32_t, StreamPtr> streams_;
   boost::asio::steady_timer write_signal_;

@@ -59,14 +59,10 @@ HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const List
       deadline_(down_.socket().get_executor(), &down_.socket()),
       in_(kBufferSize),
       request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes) {
+  ClientAddress client = client_address(down_.socket());
+  client_ = client.address;
+  client_ip_ = std::move(client.text);
   boost::system::error_code ec;
-  auto remote = down_.socket().remote_endpoint(ec);
-  if (!ec) {
-    auto addr = remote.address();
-    client_ip_ = addr.is_v6() && addr.to_v6().is_v4_mapped()
-                     ? asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string()
-                     : addr.to_string();
-  }
   down_.socket().set_option(tcp::no_delay(true), ec);
   if (sessions_) sessions_->insert(this);
 }
@@ -243,6 +239,15 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
     if (close) linger_ = true;
     co_await write_down(bytes.data(), bytes.size());
     co_return close ? Outcome::Close : Outcome::KeepAlive;
+  }
+  ClientLimiter::Hold hold;  // this request's place among its client's requests in flight
+  if (route->options.client_limits) {
+    int status = admit(ctx_.client_limiter, *route->options.client_limits, client_,
+                       ctx_.limits.limit_req_status, ctx_.limits.limit_conn_status, hold);
+    if (status != 0) {
+      ctx_.stats.requests[route->stats_key].by_status[status]++;
+      co_return co_await reply(status, has_body || !request_.keep_alive());
+    }
   }
   Outcome outcome = co_await proxy(*route);
   co_return outcome;

@@ -51,6 +51,7 @@ class HttpSession {
 
   ByteBuffer in_;
   http1::Parser request_;
+  model::SocketAddress client_;
   std::string client_ip_;
   std::string request_id_;
   std::string host_;

@@ -28,7 +28,10 @@ struct Limits {
   uint32_t http2_max_concurrent_streams = 128;      // --http2-max-concurrent-streams
   uint32_t http2_max_header_list_size = 64 * 1024;  // --http2-max-header-list-size
   uint32_t http2_max_frame_size = 16384;            // --http2-max-frame-size
-  uint32_t http2_max_resets = 200;  // --http2-max-resets: client-cancelled streams per 10 s
+  uint32_t http2_max_resets = 200;     // --http2-max-resets: client-cancelled streams per 10 s
+  int limit_req_status = 503;          // --limit-req-status-code (ingress-nginx's default)
+  int limit_conn_status = 503;         // --limit-conn-status-code
+  size_t limit_table_slots = 1 << 16;  // --limit-table-slots: clients tracked by limit-* at once
 };
 
 /// How requests reached kedge; sets X-Forwarded-Proto and -Port.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "model/snapshot.h"
+#include "proxy/client_limiter.h"
 #include "proxy/limits.h"
 #include "proxy/stats.h"
 #include "upstream/upstreams.h"
@@ -18,9 +19,11 @@ class HttpSession;
 /// What every connection of one worker shares: the current snapshot, the upstream state and
 /// the counters. Thread: the worker's event loop only. Owner: server::Worker.
 struct WorkerContext {
-  explicit WorkerContext(const Limits& l) : limits(l), upstreams(l), rng(std::random_device{}()) {}
+  WorkerContext(const Limits& l, ClientLimiter& client_limiter)
+      : limits(l), client_limiter(client_limiter), upstreams(l), rng(std::random_device{}()) {}
 
   const Limits& limits;
+  ClientLimiter& client_limiter;     // shared by every worker
   model::SnapshotConstPtr snapshot;  // swapped by a task the control thread posts
   upstream::Upstreams upstreams;
   Stats stats;

@@ -194,13 +194,15 @@ int run_serve(const ServeOptions& flags) {
     hsts = fmt::format("max-age={}{}", options.hsts_max_age,
                        options.hsts_include_subdomains ? "; includeSubDomains" : "");
 
+  // Before the workers: they refer to it.
+  proxy::ClientLimiter client_limiter(options.limits.limit_table_slots);
   std::vector<std::unique_ptr<Worker>> workers;
   auto http_endpoint = asio::ip::tcp::endpoint(asio::ip::make_address(http_host), http_port);
   auto https_endpoint = asio::ip::tcp::endpoint(
       https ? asio::ip::make_address(https_host) : asio::ip::address(), https_port);
   try {
     for (int i = 0; i < n_workers; ++i) {
-      auto w = std::make_unique<Worker>(i, options.limits);
+      auto w = std::make_unique<Worker>(i, options.limits, client_limiter);
       // With port 0, every worker shares the port the first one was given.
       if (https)
         https_endpoint.port(

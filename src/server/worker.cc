@@ -15,7 +15,8 @@ namespace kedge::server {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Worker::Worker(int index, const proxy::Limits& limits) : index_(index), ctx_(limits) {
+Worker::Worker(int index, const proxy::Limits& limits, proxy::ClientLimiter& client_limiter)
+    : index_(index), ctx_(limits, client_limiter) {
   ctx_.sessions = &sessions_;
 }
 

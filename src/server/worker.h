@@ -22,7 +22,8 @@ namespace kedge::server {
 /// Owner: server::Server.
 class Worker {
  public:
-  Worker(int index, const proxy::Limits& limits);
+  /// `client_limiter` is shared by every worker and outlives them.
+  Worker(int index, const proxy::Limits& limits, proxy::ClientLimiter& client_limiter);
   ~Worker();
 
   /// Opens a listening socket on `endpoint` (before start()). Returns the bound port.

@@ -4,6 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -191,8 +195,62 @@ int64_t parse_seconds(const std::string& v) {
   return n * 1000;
 }
 
+/// ingress-nginx's per-client limit annotations; null when the Ingress sets none.
+std::shared_ptr<const model::ClientLimits> client_limits(Builder& b, const StoredObject& so,
+                                                         const k8s::Ingress& ing) {
+  auto annotation = [&](const char* suffix) {
+    std::string key = std::string("nginx.ingress.kubernetes.io/") + suffix;
+    return std::pair{key, ing.meta.annotation(key)};
+  };
+  // A positive whole number, or 0 (with a report) when the value is not one.
+  auto count = [&](const char* suffix) -> int64_t {
+    auto [key, v] = annotation(suffix);
+    if (v.empty()) return 0;
+    char* end = nullptr;
+    errno = 0;
+    long long n = std::strtoll(v.c_str(), &end, 10);
+    if (errno != 0 || end == v.c_str() || *end != '\0' || n <= 0 || n > 1'000'000'000) {
+      b.report(so, "metadata.annotations." + key,
+               fmt::format("invalid value \"{}\" (a positive whole number)", v));
+      return 0;
+    }
+    return n;
+  };
+  model::ClientLimits limits;
+  int64_t rps = count("limit-rps");
+  int64_t rpm = count("limit-rpm");
+  limits.connections =
+      static_cast<int32_t>(std::min<int64_t>(count("limit-connections"), INT32_MAX));
+  if (rps == 0 && rpm == 0 && limits.connections == 0) return nullptr;
+  int64_t multiplier = count("limit-burst-multiplier");
+  if (multiplier == 0) multiplier = 5;  // ingress-nginx's default
+  auto burst = [&](int64_t n) {
+    return static_cast<uint32_t>(std::min<int64_t>(n * multiplier, UINT32_MAX));
+  };
+  if (rps > 0) limits.rates.push_back({static_cast<double>(rps), burst(rps)});
+  if (rpm > 0) limits.rates.push_back({static_cast<double>(rpm) / 60.0, burst(rpm)});
+  auto [key, exempt] = annotation("limit-whitelist");
+  for (size_t at = 0; at < exempt.size();) {
+    size_t comma = std::min(exempt.find(',', at), exempt.size());
+    std::string_view item = std::string_view(exempt).substr(at, comma - at);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) {
+      if (auto cidr = model::Cidr::parse(item))
+        limits.exempt.push_back(*cidr);
+      else
+        b.report(so, "metadata.annotations." + key,
+                 fmt::format("invalid address range \"{}\"; ignored", item));
+    }
+    at = comma + 1;
+  }
+  limits.scope = std::hash<std::string>{}(ing.meta.namespace_ + "/" + ing.meta.name) | 1;
+  return std::make_shared<const model::ClientLimits>(std::move(limits));
+}
+
 model::RouteOptions route_options(Builder& b, const StoredObject& so, const k8s::Ingress& ing) {
   model::RouteOptions o;
+  o.client_limits = client_limits(b, so, ing);
   auto read = [&](const char* suffix, auto parse, int64_t& into) {
     std::string key = std::string("nginx.ingress.kubernetes.io/") + suffix;
     std::string v = ing.meta.annotation(key);

@@ -22,8 +22,9 @@ from typing import Callable, Iterable
 
 import pytest
 
-KEDGE_BIN = os.environ.get("KEDGE_BIN", "/work/main/build-e2e/src/kedge")
 KEDGE_SOURCE_DIR = Path(os.environ.get("KEDGE_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+# ctest sets KEDGE_BIN; run by hand, the tests use scripts/build.sh's build.
+KEDGE_BIN = os.environ.get("KEDGE_BIN", str(KEDGE_SOURCE_DIR / "build" / "src" / "kedge"))
 
 
 def _sanitized(path: str) -> bool:

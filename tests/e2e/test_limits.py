@@ -225,3 +225,101 @@ def test_connection_flood_does_not_starve_clients(env):
     # Every request was served (served() asserts 200); the bound is loose because the flood
     # and the client share this Python process.
     assert max(latencies) < timeout(10), latencies
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-client limits (ingress-nginx's limit-rps, limit-rpm, limit-connections, limit-whitelist)
+
+LIMITED = "limited.test"
+
+
+def start_limited(env, annotations: dict, *flags: str):
+    e = env.echo("lim")
+    a = {f"nginx.ingress.kubernetes.io/{k}": v for k, v in annotations.items()}
+    env.write("apps.yaml", service("lim"), endpoint_slice("lim", e.port, [e.endpoint()]))
+    env.write("ingress.yaml",
+              ingress("limited", [(LIMITED, [path_rule("/", "lim")])], annotations=a),
+              ingress("free", [(HOST, [path_rule("/", "lim")])]))
+    return env.kedge(*flags)
+
+
+def statuses(port: int, host: str, n: int, source: str = "127.0.0.1", path: str = "/") -> list[int]:
+    """n requests on one keep-alive connection from `source`, as fast as they are answered."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout(10),
+                                 source_address=(source, 0))
+    out = []
+    with s, s.makefile("rb") as f:
+        for _ in range(n):
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            r = read_response(f)
+            out.append(r.status)
+            if r.header("connection") == "close":
+                break
+    return out
+
+
+def test_limit_rps_answers_past_the_burst_and_recovers(env):
+    # 2 requests/s with a burst of 2 × 3: 7 at once, then one every 500 ms.
+    k = start_limited(env, {"limit-rps": "2", "limit-burst-multiplier": "3"})
+    got = statuses(k.http_port, LIMITED, 20)
+    assert got.count(200) in (7, 8), got  # 8 if a refill landed while the burst was sent
+    assert got[:7] == [200] * 7, got
+    assert set(got[8:]) == {503}, got  # ingress-nginx's default limit-req-status-code
+    # Another Ingress, without limits, is not touched by this client's spent budget.
+    assert statuses(k.http_port, HOST, 20) == [200] * 20
+    time.sleep(1.1)  # two intervals: two more requests
+    again = statuses(k.http_port, LIMITED, 5)
+    assert again[:2] == [200, 200] and 503 in again, again
+
+
+def test_limit_rps_status_code_flag_and_http2(env):
+    k = start_limited(env, {"limit-rps": "1", "limit-burst-multiplier": "1"},
+                      "--limit-req-status-code", "429")
+    got = statuses(k.http_port, LIMITED, 6)
+    assert got[:2] == [200, 200] and set(got[3:]) == {429}, got
+    r = k.request(LIMITED)
+    assert r.status == 429 and r.body == b"429 Too Many Requests\n", r
+    # The same budget holds over HTTP/2 (h2c prior knowledge): h2load sees the refusals.
+    import subprocess
+    out = subprocess.run(["h2load", "-n", "20", "-c", "1", "-m", "1", "-H", f":authority: {LIMITED}",
+                          f"http://127.0.0.1:{k.http_port}/"],
+                         capture_output=True, text=True, timeout=timeout(30)).stdout
+    assert "status codes: 0 2xx, 0 3xx, 20 4xx, 0 5xx" in out or \
+        "status codes: 1 2xx, 0 3xx, 19 4xx, 0 5xx" in out, out
+
+
+def test_limit_connections_counts_requests_in_flight(env):
+    k = start_limited(env, {"limit-connections": "2"})
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def slow():
+        r = k.request(LIMITED, "/?delay_ms=1500", timeout_s=10)
+        with lock:
+            results.append(r.status)
+
+    threads = [threading.Thread(target=slow) for _ in range(2)]
+    for t in threads:
+        t.start()
+    # Wait until both are in flight at the backend, then a third is refused at once.
+    time.sleep(0.5)
+    started = time.monotonic()
+    third = k.request(LIMITED, "/?delay_ms=1500")
+    assert third.status == 503, third
+    assert time.monotonic() - started < 1.0, "the refusal waited for the backend"
+    for t in threads:
+        t.join()
+    assert results == [200, 200]
+    # Both finished: the places are given back.
+    assert k.request(LIMITED).status == 200
+
+
+def test_limit_whitelist_exempts_client_ranges(env):
+    k = start_limited(env, {"limit-rps": "1", "limit-burst-multiplier": "1",
+                            "limit-whitelist": "127.0.0.2/32, 10.0.0.0/8"})
+    assert statuses(k.http_port, LIMITED, 15, source="127.0.0.2") == [200] * 15
+    limited = statuses(k.http_port, LIMITED, 15, source="127.0.0.3")
+    assert limited[:2] == [200, 200] and set(limited[3:]) == {503}, limited
+    # Each client address has its own budget.
+    other = statuses(k.http_port, LIMITED, 2, source="127.0.0.4")
+    assert other == [200, 200], other

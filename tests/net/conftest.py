@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 LAB = HERE / "lab.sh"
 POD_SERVER = HERE / "tools" / "pod_server.py"
 FAKE_API = HERE.parent / "kubeapi" / "fake_apiserver.py"
-KEDGE_BIN = os.environ.get("KEDGE_BIN", "/work/main/build/src/kedge")
+KEDGE_BIN = os.environ.get("KEDGE_BIN", str(HERE.parents[1] / "build" / "src" / "kedge"))
 LAB_ENV = {**os.environ, "KLAB_PREFIX": "kn", "KLAB_NET": "10.78", "KLAB_NODES": "3",
            "KLAB_PODS": "2", "KLAB_VERIFY": "0"}
 NET = "10.78"

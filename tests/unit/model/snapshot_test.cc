@@ -164,6 +164,29 @@ TEST(SocketAddress, ParseAndFormat) {
   }
 }
 
+TEST(Cidr, ParseAndContains) {
+  auto a = [](const char* ip) { return *SocketAddress::parse(ip, 0); };
+  auto in = [&](const char* range, const char* ip) {
+    auto c = Cidr::parse(range);
+    EXPECT_TRUE(c) << range;
+    return c && c->contains(a(ip).v6, a(ip).ip);
+  };
+  EXPECT_TRUE(in("10.0.0.0/8", "10.255.1.2"));
+  EXPECT_FALSE(in("10.0.0.0/8", "11.0.0.1"));
+  EXPECT_TRUE(in("192.168.1.128/25", "192.168.1.200"));
+  EXPECT_FALSE(in("192.168.1.128/25", "192.168.1.127"));
+  EXPECT_TRUE(in("192.168.1.7", "192.168.1.7"));
+  EXPECT_FALSE(in("192.168.1.7", "192.168.1.8"));
+  EXPECT_TRUE(in("0.0.0.0/0", "203.0.113.9"));
+  EXPECT_FALSE(in("0.0.0.0/0", "::1"));  // families never mix
+  EXPECT_TRUE(in("2001:db8::/32", "2001:db8:1::5"));
+  EXPECT_FALSE(in("2001:db8::/33", "2001:db8:8000::1"));
+  EXPECT_TRUE(in("::/0", "::1"));
+  for (const char* bad : {"", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/8x", "bogus",
+                          "10.0.0.0/-1", "10.0.0.0/0008"})
+    EXPECT_FALSE(Cidr::parse(bad)) << bad;
+}
+
 TEST(SocketAddress, Ordering) {
   auto a = *SocketAddress::parse("10.0.0.1", 80);
   auto b = *SocketAddress::parse("10.0.0.1", 81);

@@ -87,5 +87,46 @@ TEST(ClientLimiter, ExactAcrossThreads) {
   EXPECT_EQ(allowed.load(), 51);  // 1 + burst, however many workers share the client
 }
 
+model::SocketAddress address(const char* ip) { return *model::SocketAddress::parse(ip, 0); }
+
+TEST(Admit, RateThenConnectionsWithTheirStatuses) {
+  ClientLimiter l(1024);
+  model::ClientLimits limits;
+  limits.rates.push_back({1.0, 2});  // three at once, then one a second
+  limits.connections = 2;
+  limits.scope = 7;
+  std::vector<ClientLimiter::Hold> holds(4);
+  EXPECT_EQ(admit(l, limits, address("10.1.1.1"), 429, 503, holds[0]), 0);
+  EXPECT_EQ(admit(l, limits, address("10.1.1.1"), 429, 503, holds[1]), 0);
+  EXPECT_EQ(admit(l, limits, address("10.1.1.1"), 429, 503, holds[2]), 503);  // two in flight
+  holds[0] = ClientLimiter::Hold();                                           // one finished
+  EXPECT_EQ(admit(l, limits, address("10.1.1.1"), 429, 503, holds[3]), 429);  // rate spent
+  // Another address, and the same address under another Ingress, have their own budgets.
+  ClientLimiter::Hold other;
+  EXPECT_EQ(admit(l, limits, address("10.1.1.2"), 429, 503, other), 0);
+  model::ClientLimits second = limits;
+  second.scope = 8;
+  ClientLimiter::Hold elsewhere;
+  EXPECT_EQ(admit(l, second, address("10.1.1.1"), 429, 503, elsewhere), 0);
+  // ::ffff:10.1.1.3 in IPv6 form is not the IPv4 client 10.1.1.3's key, nor any other.
+  ClientLimiter::Hold v6;
+  EXPECT_EQ(admit(l, limits, address("::a01:101"), 429, 503, v6), 0);
+}
+
+TEST(Admit, ExemptRangesPassUnlimited) {
+  ClientLimiter l(1024);
+  model::ClientLimits limits;
+  limits.rates.push_back({1.0, 0});
+  limits.scope = 9;
+  limits.exempt = {*model::Cidr::parse("192.168.0.0/16"), *model::Cidr::parse("2001:db8::/32")};
+  ClientLimiter::Hold hold;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(admit(l, limits, address("192.168.3.4"), 429, 503, hold), 0);
+    ASSERT_EQ(admit(l, limits, address("2001:db8::1"), 429, 503, hold), 0);
+  }
+  EXPECT_EQ(admit(l, limits, address("192.169.3.4"), 429, 503, hold), 0);
+  EXPECT_EQ(admit(l, limits, address("192.169.3.4"), 429, 503, hold), 429);
+}
+
 }  // namespace
 }  // namespace kedge::proxy

@@ -759,6 +759,61 @@ TEST_F(TranslateTest, RouteOptionAnnotations) {
   }
 }
 
+TEST_F(TranslateTest, ClientLimitAnnotations) {
+  add(kWebService);
+  const std::string p = "nginx.ingress.kubernetes.io/";
+  auto with = [&](const char* name, const std::string& annotations) {
+    add(ingress({.name = name,
+                 .rules = {rule(name, {{.path = "/"}})},
+                 .meta = "  annotations: {" + annotations + "}\n"}));
+  };
+  with("none", "");
+  with("rps", p + "limit-rps: \"10\"");
+  with("rpm-burst", p + "limit-rpm: \"120\", " + p + "limit-burst-multiplier: \"2\"");
+  with("conn", p + "limit-connections: \"3\", " + p +
+                   "limit-whitelist: \"10.0.0.0/8, 2001:db8::/32,bogus, 192.168.1.7\"");
+  with("bad", p + "limit-rps: \"ten\", " + p + "limit-connections: \"-2\"");
+  Translation t = run();
+  auto limits = [&](const char* host) {
+    const model::Route* r = t.snapshot->route(host, "/");
+    EXPECT_NE(r, nullptr) << host;
+    return r ? r->options.client_limits : nullptr;
+  };
+  EXPECT_EQ(limits("none"), nullptr);
+  EXPECT_EQ(limits("bad"), nullptr);  // nothing valid: no limit at all
+
+  auto rps = limits("rps");
+  ASSERT_NE(rps, nullptr);
+  ASSERT_EQ(rps->rates.size(), 1u);
+  EXPECT_EQ(rps->rates[0].per_second, 10.0);
+  EXPECT_EQ(rps->rates[0].burst, 50u);  // ingress-nginx's default multiplier, 5
+  EXPECT_EQ(rps->connections, 0);
+
+  auto rpm = limits("rpm-burst");
+  ASSERT_NE(rpm, nullptr);
+  ASSERT_EQ(rpm->rates.size(), 1u);
+  EXPECT_DOUBLE_EQ(rpm->rates[0].per_second, 2.0);
+  EXPECT_EQ(rpm->rates[0].burst, 240u);
+  EXPECT_NE(rpm->scope, rps->scope);  // each Ingress keeps its own budgets
+
+  auto conn = limits("conn");
+  ASSERT_NE(conn, nullptr);
+  EXPECT_TRUE(conn->rates.empty());
+  EXPECT_EQ(conn->connections, 3);
+  ASSERT_EQ(conn->exempt.size(), 3u);
+  EXPECT_EQ(conn->exempt[2].prefix, 32);
+
+  std::vector<std::string> reported;
+  for (const auto& i : t.issues)
+    if (i.name == "conn" || i.name == "bad") reported.push_back(i.name + " " + i.field);
+  std::sort(reported.begin(), reported.end());
+  EXPECT_EQ(reported, (std::vector<std::string>{
+                          "bad metadata.annotations.nginx.ingress.kubernetes.io/limit-connections",
+                          "bad metadata.annotations.nginx.ingress.kubernetes.io/limit-rps",
+                          "conn metadata.annotations.nginx.ingress.kubernetes.io/limit-whitelist",
+                      }));
+}
+
 TEST_F(TranslateTest, LoadBalanceAnnotation) {
   add(kWebService);
   struct Case {
