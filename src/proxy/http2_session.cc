@@ -625,6 +625,7 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
   bool finished = false;                    // the response ended or was cut, or the client left
   bool submitted = false;
   auto cut = [&](int status) {
+    if (!submitted && (status == 502 || status == 504)) exchange.report(false);
     if (s.closed) return;
     if (submitted) {
       codec_.reset(s.id, NGHTTP2_INTERNAL_ERROR);  // the client must see the cut
@@ -718,6 +719,7 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
       wake.notify();
       if (response.head && !submitted) {
         submitted = true;
+        exchange.report(true);
         s.responded = true;
         stats.by_status[response.status]++;
         ctx_.stats.observe_latency(std::chrono::duration<double>(Clock::now() - started).count());

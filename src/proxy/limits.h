@@ -22,7 +22,7 @@ struct Limits {
   size_t upstream_idle_per_endpoint = 64;  // --upstream-keepalive-connections
   int64_t max_connections = 16384;         // --max-connections, per worker
   int max_attempts = 3;                    // tries on other endpoints for safe failures
-  int eject_after_failures = 3;            // consecutive connect failures that eject an endpoint
+  int eject_after_failures = 3;            // failures in a row that eject an endpoint
   Millis eject_base{1'000};                // first ejection time; doubles up to eject_max
   Millis eject_max{30'000};
   uint32_t http2_max_concurrent_streams = 128;      // --http2-max-concurrent-streams

@@ -73,14 +73,13 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
   if (ec) {
     bool timeout = deadline_.expired(Phase::Connect);
     ctx_.stats.upstream_connect_failures++;
-    ctx_.upstreams.on_connect_failure(endpoint.address);
+    ctx_.upstreams.on_failure(endpoint.address);
     spdlog::debug("connect to {} for {} failed: {}", endpoint.address.to_string(),
                   route_.cluster->name, timeout ? "timeout" : ec.message());
     failure_status_ = timeout ? 504 : 502;
     conn_.reset();
     co_return false;
   }
-  ctx_.upstreams.on_connect_success(endpoint.address);
   boost::system::error_code ignored;
   conn_->socket.set_option(tcp::no_delay(true), ignored);
   co_return true;
@@ -182,6 +181,7 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
           co_return Head::Interim;
         }
         ctx_.stats.observe_latency(std::chrono::duration<double>(Clock::now() - started_).count());
+        report(true);
         co_return Head::Final;
       }
       if (step.event == http1::Parser::Event::MessageComplete) response.resume();
@@ -199,6 +199,7 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
   // any) is gone, and a non-idempotent request is only resent on a stale pooled connection,
   // where the peer closed before it could have seen it.
   bool retry = !timeout && !got_bytes_ && !body_sent_ && (idempotent_ || reused_);
+  report(false);
   if (retry && reused_) tried_.pop_back();
   end_attempt();
   co_return retry ? Head::Retry : Head::Failed;
@@ -214,6 +215,14 @@ asio::awaitable<bool> UpstreamExchange::read_more() {
   }
   conn_->in.commit(n);
   co_return true;
+}
+
+void UpstreamExchange::report(bool answered) {
+  if (!conn_) return;
+  if (answered)
+    ctx_.upstreams.on_success(conn_->endpoint);
+  else if (!reused_)
+    ctx_.upstreams.on_failure(conn_->endpoint);
 }
 
 void UpstreamExchange::release() {

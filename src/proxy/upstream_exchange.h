@@ -50,6 +50,10 @@ class UpstreamExchange {
   bool eof() const { return eof_; }
   /// The response is complete and the connection may serve another request: pool it.
   void release();
+  /// Passive health check of this attempt's endpoint: a response head came (true), or no valid
+  /// one did (false; not held against the endpoint on a pooled connection, which may just have
+  /// gone stale). read_head() reports itself; HTTP/2 backends' callers report.
+  void report(bool answered);
 
   upstream::Connection& connection() { return *conn_; }
   http1::Parser& response() { return *response_; }

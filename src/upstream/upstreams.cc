@@ -58,19 +58,19 @@ const model::Endpoint* Upstreams::pick(const model::Cluster& cluster,
   return nullptr;
 }
 
-void Upstreams::on_connect_failure(const model::SocketAddress& a) {
+void Upstreams::on_failure(const model::SocketAddress& a) {
   EndpointState& s = state(a);
   if (++s.failures < static_cast<uint32_t>(limits_.eject_after_failures)) return;
   s.backoff = s.backoff == Clock::duration{}
                   ? Clock::duration(limits_.eject_base)
                   : std::min<Clock::duration>(s.backoff * 2, limits_.eject_max);
   s.ejected_until = Clock::now() + s.backoff;
-  spdlog::warn("endpoint {} ejected for {} ms after {} failed connects", a.to_string(),
+  spdlog::warn("endpoint {} ejected for {} ms after {} failures in a row", a.to_string(),
                std::chrono::duration_cast<std::chrono::milliseconds>(s.backoff).count(),
                s.failures);
 }
 
-void Upstreams::on_connect_success(const model::SocketAddress& a) {
+void Upstreams::on_success(const model::SocketAddress& a) {
   EndpointState& s = state(a);
   s.failures = 0;
   s.backoff = {};

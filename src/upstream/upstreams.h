@@ -72,8 +72,11 @@ class Upstreams {
     auto& s = state(a);
     if (s.active > 0) --s.active;
   }
-  void on_connect_failure(const model::SocketAddress& a);
-  void on_connect_success(const model::SocketAddress& a);
+  /// Passive health checking: an attempt on `a` that failed (refused or timed-out connect, or a
+  /// fresh connection that gave no valid response head), or that got a response head. After
+  /// `eject_after_failures` failures in a row the endpoint is ejected for a while.
+  void on_failure(const model::SocketAddress& a);
+  void on_success(const model::SocketAddress& a);
 
   /// An idle connection to `a` speaking `protocol` that still looks usable, or nullptr.
   ConnectionPtr take_idle(const model::SocketAddress& a, model::UpstreamProtocol protocol);

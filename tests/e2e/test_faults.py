@@ -22,6 +22,7 @@ from conftest import (
     poll,
     raw_connect,
     read_response,
+    read_until_closed,
     service,
     timeout,
 )
@@ -42,10 +43,10 @@ def backends():
         b.close()
 
 
-def serve(env, raw: RawBackend, *flags: str, extra_endpoints: list[str] | None = None):
-    """raw.test → the raw backend (plus extra endpoints on the same port); good.test → echo."""
+def serve(env, raw: RawBackend, *flags: str, extra: list | None = None):
+    """raw.test → the raw backend (and `extra` endpoints on its port); good.test → echo."""
     good = env.echo("good")
-    eps = [{"addresses": [raw.ip], "conditions": {"ready": True}}]
+    eps = [{"addresses": [raw.ip], "conditions": {"ready": True}}, *(extra or [])]
     env.write("apps.yaml",
               service("raw"), endpoint_slice("raw", raw.port, eps),
               service("good"), endpoint_slice("good", good.port, [good.endpoint()]))
@@ -122,6 +123,60 @@ def test_upstream_closing_before_any_answer_is_502(env, backends):
     r = k.request("raw.test", "/drop", method="POST", body=b"x")  # not retried: not idempotent
     assert r.status == 502, r
     assert k.service_of("good.test") == "good"
+
+
+def test_upstream_vanishing_while_the_request_body_streams(env, backends):
+    def take_some_then_reset(sock, head):
+        sock.recv(65536)
+        time.sleep(0.2)
+        reset(sock)
+        return False
+    k = serve(env, backends(take_some_then_reset), "--max-body-bytes", "0")
+    s = raw_connect(k.http_port)
+    total = 8 << 20
+    sent = [0]
+    stop = threading.Event()
+
+    def upload():
+        chunk = b"u" * 65536
+        try:
+            for _ in range(total // len(chunk)):  # 8 MiB, 10 ms apart: more than 1.3 s
+                if stop.is_set():
+                    return
+                s.sendall(chunk)
+                sent[0] += len(chunk)
+                time.sleep(0.01)
+        except OSError:
+            pass
+    with s, s.makefile("rb") as f:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: raw.test\r\nContent-Length: %d\r\n\r\n" % total)
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        try:
+            r = read_response(f)
+            at = sent[0]
+        finally:
+            stop.set()
+            uploader.join(timeout(10))
+    # kedge answers as soon as the backend is gone, while the body still streams, and closes the
+    # connection (the rest of the body is read and dropped for a bounded time, as nginx's
+    # lingering close, so the client can read the answer).
+    assert r.status == 502, r
+    assert r.header("connection") == "close"
+    assert at < total, "the answer waited for the whole body"
+    assert k.service_of("good.test") == "good"
+
+
+def test_endpoint_that_accepts_and_drops_is_ejected(env, backends):
+    raw = backends(lambda sock, head: reset(sock) or False)  # accepts, reads the head, resets
+    other = env.echo("raw", pod="raw-other", ip="127.0.0.2", port=raw.port)
+    k = serve(env, raw, extra=[other.endpoint()])
+    statuses = [k.request("raw.test", f"/{i}").status for i in range(40)]
+    # GET is retried on the other endpoint, so every request is answered...
+    assert statuses == [200] * 40, statuses
+    # ...and after 3 failures in a row a worker ejects the endpoint: without passive health
+    # checks, round robin would have sent it about 20 of the 40 (two workers, 3 each, + slack).
+    assert raw.connections <= 8, raw.connections
 
 
 def test_oversized_response_head_is_502(env, backends):

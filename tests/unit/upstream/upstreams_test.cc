@@ -70,12 +70,12 @@ TEST_F(UpstreamsTest, TriedEndpointsAreSkipped) {
 TEST_F(UpstreamsTest, EjectionAfterConsecutiveConnectFailures) {
   auto c = cluster("ns/web:80", 3);
   const auto& bad = c.endpoints[1].address;
-  u_.on_connect_failure(bad);
-  u_.on_connect_failure(bad);
+  u_.on_failure(bad);
+  u_.on_failure(bad);
   EXPECT_EQ(picks(u_, c, 3), (std::vector<int>{0, 1, 2}));  // two failures: still in
-  u_.on_connect_failure(bad);
+  u_.on_failure(bad);
   EXPECT_EQ(picks(u_, c, 4), (std::vector<int>{0, 2, 0, 2}));  // third: ejected
-  u_.on_connect_success(bad);
+  u_.on_success(bad);
   auto after = picks(u_, c, 3);
   EXPECT_EQ(std::count(after.begin(), after.end(), 1), 1);  // back in the rotation
 }
@@ -83,25 +83,25 @@ TEST_F(UpstreamsTest, EjectionAfterConsecutiveConnectFailures) {
 TEST_F(UpstreamsTest, SuccessResetsTheFailureCount) {
   auto c = cluster("ns/web:80", 2);
   const auto& a = c.endpoints[0].address;
-  u_.on_connect_failure(a);
-  u_.on_connect_failure(a);
-  u_.on_connect_success(a);
-  u_.on_connect_failure(a);
-  u_.on_connect_failure(a);
+  u_.on_failure(a);
+  u_.on_failure(a);
+  u_.on_success(a);
+  u_.on_failure(a);
+  u_.on_failure(a);
   EXPECT_EQ(picks(u_, c, 4), (std::vector<int>{0, 1, 0, 1}));  // not consecutive: not ejected
 }
 
 TEST_F(UpstreamsTest, EjectionIsPerEndpointAddressAcrossClusters) {
   auto a = cluster("ns/a:80", 2);
   auto b = cluster("ns/b:80", 2);  // the same addresses
-  for (int i = 0; i < 3; ++i) u_.on_connect_failure(a.endpoints[0].address);
+  for (int i = 0; i < 3; ++i) u_.on_failure(a.endpoints[0].address);
   EXPECT_EQ(picks(u_, b, 3), (std::vector<int>{1, 1, 1}));
 }
 
 TEST_F(UpstreamsTest, PanicModeWhenAllAreEjected) {
   auto c = cluster("ns/web:80", 3);
   for (const auto& e : c.endpoints)
-    for (int i = 0; i < 3; ++i) u_.on_connect_failure(e.address);
+    for (int i = 0; i < 3; ++i) u_.on_failure(e.address);
   auto got = picks(u_, c, 6);
   EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 0, 1, 2}));  // used anyway, still in turn
   // The ejected-but-untried are tried before giving up.
@@ -111,7 +111,7 @@ TEST_F(UpstreamsTest, PanicModeWhenAllAreEjected) {
 
 TEST_F(UpstreamsTest, HealthyUntriedBeforeEjected) {
   auto c = cluster("ns/web:80", 3);
-  for (int i = 0; i < 3; ++i) u_.on_connect_failure(c.endpoints[0].address);
+  for (int i = 0; i < 3; ++i) u_.on_failure(c.endpoints[0].address);
   // Endpoint 1 was tried, 0 is ejected: 2 is the one.
   EXPECT_EQ(picks(u_, c, 3, {&c.endpoints[1]}), (std::vector<int>{2, 2, 2}));
   // Only the ejected one left untried: panic mode uses it rather than failing.
@@ -121,7 +121,7 @@ TEST_F(UpstreamsTest, HealthyUntriedBeforeEjected) {
 TEST_F(UpstreamsTest, ZeroEjectionTimeEndsAtOnce) {
   limits_.eject_base = proxy::Millis(0);
   auto c = cluster("ns/web:80", 2);
-  for (int i = 0; i < 3; ++i) u_.on_connect_failure(c.endpoints[0].address);
+  for (int i = 0; i < 3; ++i) u_.on_failure(c.endpoints[0].address);
   EXPECT_EQ(picks(u_, c, 2), (std::vector<int>{0, 1}));
 }
 
@@ -152,7 +152,7 @@ TEST_F(UpstreamsTest, LeastRequestRespectsTriedAndEjection) {
   // The idle endpoint was tried already: the busy one is the only choice.
   for (int i = 0; i < 50; ++i) ASSERT_EQ(index_of(c, u_.pick(c, {&c.endpoints[1]})), 0);
   // The idle endpoint is ejected: the busy one is used.
-  for (int i = 0; i < 3; ++i) u_.on_connect_failure(c.endpoints[1].address);
+  for (int i = 0; i < 3; ++i) u_.on_failure(c.endpoints[1].address);
   for (int i = 0; i < 50; ++i) ASSERT_EQ(index_of(c, u_.pick(c, {})), 0);
   EXPECT_EQ(u_.pick(c, {&c.endpoints[0], &c.endpoints[1]}), nullptr);
 }
