@@ -142,6 +142,34 @@ int servername_callback(SSL* ssl, int*, void*) {
   return SSL_TLSEXT_ERR_OK;
 }
 
+/// Staples the context's OCSP response when the client asked for one and it is still valid.
+int status_callback(SSL* ssl, void* arg) {
+  OcspStapleConstPtr staple = static_cast<const ServerContext*>(arg)->ocsp_staple();
+  if (!staple || staple->expires <= std::time(nullptr)) return SSL_TLSEXT_ERR_NOACK;
+  // OpenSSL frees the response with the connection: it gets a copy of its own.
+  void* copy = OPENSSL_memdup(staple->der.data(), staple->der.size());
+  if (!copy) return SSL_TLSEXT_ERR_NOACK;
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, static_cast<unsigned char*>(copy),
+                                      static_cast<long>(staple->der.size())) != 1) {
+    OPENSSL_free(copy);
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/// The first of `candidates` that issued and signed `leaf`, with a reference of its own.
+X509* find_issuer(X509* leaf, const std::vector<X509*>& candidates) {
+  for (X509* c : candidates) {
+    EVP_PKEY* key = X509_get0_pubkey(c);
+    if (X509_check_issued(c, leaf) == X509_V_OK && key && X509_verify(leaf, key) == 1) {
+      X509_up_ref(c);
+      return c;
+    }
+  }
+  ERR_clear_error();
+  return nullptr;
+}
+
 std::time_t asn1_to_time(const ASN1_TIME* t) {
   struct tm tm {};
   if (ASN1_TIME_to_tm(t, &tm) != 1) return 0;
@@ -158,11 +186,14 @@ void attach_sni_selector(SSL* ssl, SniSelector* selector) {
 
 ServerContext::~ServerContext() {
   if (ctx_) SSL_CTX_free(ctx_);
+  if (issuer_) X509_free(issuer_);
 }
 
+X509* ServerContext::leaf() const { return SSL_CTX_get0_certificate(ctx_); }
+
 Result<ServerContextConstPtr> ServerContext::from_pem(std::string_view cert_pem,
-                                                      std::string_view key_pem,
-                                                      std::string source) {
+                                                      std::string_view key_pem, std::string source,
+                                                      std::string_view ca_pem) {
   ERR_clear_error();
   std::shared_ptr<ServerContext> out(new ServerContext());
   out->source_ = std::move(source);
@@ -208,6 +239,9 @@ Result<ServerContextConstPtr> ServerContext::from_pem(std::string_view cert_pem,
   SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_callback);
   SSL_CTX_set_alpn_select_cb(ctx, alpn_select, nullptr);
   SSL_CTX_set_tlsext_servername_callback(ctx, servername_callback);
+  // On every context: the SNI callback may switch the connection to any of them.
+  SSL_CTX_set_tlsext_status_cb(ctx, status_callback);
+  SSL_CTX_set_tlsext_status_arg(ctx, out.get());
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_use_certificate(ctx, leaf.get()) != 1) return fail("tls.crt: " + openssl_error());
   for (auto& c : chain)
@@ -229,6 +263,20 @@ Result<ServerContextConstPtr> ServerContext::from_pem(std::string_view cert_pem,
     }
     GENERAL_NAMES_free(names);
   }
+
+  std::vector<X509*> candidates;
+  for (auto& c : chain) candidates.push_back(c.get());
+  std::vector<std::unique_ptr<X509, decltype(&X509_free)>> cas;
+  if (!ca_pem.empty()) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> ca_bio(
+        BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())), BIO_free);
+    while (X509* ca = PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr)) {
+      cas.emplace_back(ca, X509_free);
+      candidates.push_back(ca);
+    }
+    ERR_clear_error();
+  }
+  out->issuer_ = find_issuer(leaf.get(), candidates);
   return out;
 }
 

@@ -6,6 +6,8 @@ CertificateCache::Lookup CertificateCache::get(const k8s::Secret& secret) {
   const std::string id = secret.meta.namespace_ + "/" + secret.meta.name;
   auto crt = secret.data.find("tls.crt");
   auto key = secret.data.find("tls.key");
+  auto ca = secret.data.find("ca.crt");
+  std::string ca_pem = ca == secret.data.end() ? std::string() : ca->second;
   Entry& e = entries_[id];
   if (crt == secret.data.end() || key == secret.data.end()) {
     e.cert.clear();
@@ -13,10 +15,12 @@ CertificateCache::Lookup CertificateCache::get(const k8s::Secret& secret) {
     e.error = "Secret has no tls.crt and tls.key";
     return {e.last_good, e.error};
   }
-  if (e.cert != crt->second || e.key != key->second || (e.error.empty() && !e.last_good)) {
+  if (e.cert != crt->second || e.key != key->second || e.ca != ca_pem ||
+      (e.error.empty() && !e.last_good)) {
     e.cert = crt->second;
     e.key = key->second;
-    auto built = tls::ServerContext::from_pem(e.cert, e.key, "Secret " + id);
+    e.ca = ca_pem;
+    auto built = tls::ServerContext::from_pem(e.cert, e.key, "Secret " + id, e.ca);
     if (built) {
       e.last_good = *built;
       e.error.clear();

@@ -25,7 +25,7 @@ class CertificateCache {
 
  private:
   struct Entry {
-    std::string cert, key;  // the data the entry was built from
+    std::string cert, key, ca;  // the data the entry was built from (ca.crt: OCSP's issuer)
     std::string error;
     tls::ServerContextConstPtr last_good;
   };
