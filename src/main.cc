@@ -161,6 +161,19 @@ int main(int argc, char** argv) {
                    "Add includeSubDomains to Strict-Transport-Security")
       ->capture_default_str();
   serve_cmd
+      ->add_option("--ocsp-stapling", serve.ocsp_stapling,
+                   "Staple OCSP responses to TLS handshakes that ask for them, for certificates "
+                   "whose leaf names an OCSP responder (Authority Information Access) and whose "
+                   "issuer is in tls.crt or ca.crt; fetched over HTTP by kedge, verified, "
+                   "refreshed before nextUpdate")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--ocsp-refresh-max", serve.ocsp_refresh_max_s,
+                   "Longest time, seconds, between two OCSP fetches of a certificate (for tests)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
+      ->group("");
+  serve_cmd
       ->add_option("--admin-listen", serve.admin_listen,
                    "Admin listener (health, metrics, read-only API), ADDR:PORT")
       ->capture_default_str();

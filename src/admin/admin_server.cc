@@ -87,7 +87,8 @@ AdminResponse handle_admin(const AdminRequest& req, const AdminSources& sources)
   }
   if (req.path == "/metrics") {
     return {200, "text/plain; version=0.0.4; charset=utf-8",
-            render_metrics(sources.stats(), state.get())};
+            render_metrics(sources.stats(), state.get()) +
+                (sources.extra_metrics ? sources.extra_metrics() : "")};
   }
   if (req.path == "/debug/snapshot") {
     if (!state) return {503, "application/json", "{}\n"};

@@ -34,6 +34,8 @@ struct AdminSources {
   /// Why kedge is not ready yet beyond "nothing published" (e.g. kinds still being listed from
   /// the API server); empty when nothing else is missing. May be unset.
   std::function<std::string()> not_ready = {};
+  /// More Prometheus text for /metrics (e.g. the OCSP stapler's). May be unset.
+  std::function<std::string()> extra_metrics = {};
 };
 
 /// The admin HTTP server: /healthz, /readyz, /metrics, /debug/*, and the read-only

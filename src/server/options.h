@@ -18,7 +18,9 @@ struct ServeOptions {
   std::string https_listen;         // empty: no TLS listener
   int64_t hsts_max_age = 31536000;  // ingress-nginx's default; 0 turns HSTS off
   bool hsts_include_subdomains = true;
-  int workers = 0;                     // 0: one per core
+  bool ocsp_stapling = true;          // staple OCSP responses of certificates that name a responder
+  int64_t ocsp_refresh_max_s = 3600;  // ask the responder at least this often (hidden flag)
+  int workers = 0;                    // 0: one per core
   std::string publish_status_address;  // default: the HTTP listen address (127.0.0.1 for any)
   std::string log_level = "info";
   int64_t shutdown_grace_ms = 5000;

@@ -7,6 +7,7 @@
 #include "server/kube_runtime.h"
 #include "server/options.h"
 #include "server/worker.h"
+#include "tls/ocsp.h"
 #include "tls/server_context.h"
 
 #include <ifaddrs.h>
@@ -104,6 +105,14 @@ bool service_config(ServeOptions& o) {
   }
   if (o.translate.node_addresses.empty()) o.translate.node_addresses = local_addresses();
   return true;
+}
+
+/// Every certificate a snapshot may serve, for the OCSP stapler.
+std::vector<tls::ServerContextConstPtr> certificates_of(const model::Snapshot& snapshot) {
+  std::vector<tls::ServerContextConstPtr> out;
+  for (const auto& [_, context] : snapshot.certificates) out.push_back(context);
+  if (snapshot.default_certificate) out.push_back(snapshot.default_certificate);
+  return out;
 }
 
 }  // namespace
@@ -244,6 +253,12 @@ int run_serve(const ServeOptions& flags) {
     spdlog::info("API proxy on {}:{} (bearer token required)", host, ep.port());
   }
 
+  // Fetches on a thread of its own: a slow responder delays no translation and no request.
+  std::unique_ptr<tls::OcspStapler> stapler;
+  if (https && options.ocsp_stapling)
+    stapler = std::make_unique<tls::OcspStapler>(
+        tls::StaplerOptions{.max_refresh = std::chrono::seconds(options.ocsp_refresh_max_s)});
+
   control::StateSlot slot;
   std::string publish = options.publish_status_address;
   if (publish.empty()) publish = http_endpoint.address().is_unspecified() ? "127.0.0.1" : http_host;
@@ -255,6 +270,17 @@ int run_serve(const ServeOptions& flags) {
                               },
                               publish, ""};
   if (kube) sources.not_ready = kube->readiness();
+  if (stapler)
+    sources.extra_metrics = [&stapler] {
+      auto counts = stapler->counts();
+      return fmt::format(
+          "# HELP kedge_ocsp_staples Certificates with a valid OCSP response to staple.\n"
+          "# TYPE kedge_ocsp_staples gauge\nkedge_ocsp_staples {}\n"
+          "# HELP kedge_ocsp_failures_total OCSP fetches that failed or whose response was "
+          "refused.\n"
+          "# TYPE kedge_ocsp_failures_total counter\nkedge_ocsp_failures_total {}\n",
+          counts.staples, counts.failures);
+    };
   std::unique_ptr<admin::AdminServer> admin;
   try {
     auto ep = asio::ip::tcp::endpoint(asio::ip::make_address(admin_host), admin_port);
@@ -304,6 +330,7 @@ int run_serve(const ServeOptions& flags) {
   control::Controller controller(source, options.translate, options.allocator, options.state_dir,
                                  slot, [&](model::SnapshotConstPtr snapshot) {
                                    for (auto& w : workers) w->publish(snapshot);
+                                   if (stapler) stapler->update(certificates_of(*snapshot));
                                    data_plane->apply(snapshot);
                                    if (announcer) announcer->apply(snapshot);
                                  });
@@ -343,6 +370,7 @@ int run_serve(const ServeOptions& flags) {
   control_thread.join();
   for (auto& w : workers) w->drain(std::chrono::milliseconds(options.shutdown_grace_ms));
   for (auto& w : workers) w->join();
+  if (stapler) stapler->stop();
   if (announcer) announcer->stop();
   if (leases) leases->stop();
   data_plane->stop();
