@@ -141,6 +141,62 @@ NftRuleset::Backend& NftRuleset::backend_for(const std::string& key, const model
   return b;
 }
 
+namespace {
+
+constexpr const char* kSetNames[] = {
+    "service-ips",       "service-nodeports", "masq-ips",  "masq-nodeports",
+    "affinity-timeouts", "backends",          "endpoints", "hairpin"};
+constexpr bool kIsMap[] = {true, true, false, false, true, true, true, false};
+
+}  // namespace
+
+NftRuleset::Part NftRuleset::make_part(const model::L4Listener& l, const Backend& b) {
+  Part p;
+  p.backend_id = b.id;
+  p.endpoints = b.endpoints;
+  p.masquerade = l.role != model::L4Role::ClusterIP && !local_policy(*l.cluster);
+  p.affinity_s = l.affinity_timeout_s;
+  const char* proto = l.protocol == model::L4Protocol::Udp ? "udp" : "tcp";
+  const std::string id = mark(b.id);
+  const auto n = static_cast<uint32_t>(b.endpoints.size());
+  if (n == 0) {
+    p.items.push_back({kBackends, id, "goto no-endpoints"});
+  } else if (p.affinity_s > 0) {
+    p.items.push_back({kBackends, id, fmt::format("goto aff-{}", n)});
+    p.items.push_back({kAffinityTimeouts, id, fmt::format("jump record-{}", p.affinity_s)});
+    p.pick = p.affinity = n;
+  } else {
+    p.items.push_back({kBackends, id, fmt::format("goto pick-{}", n)});
+    p.pick = n;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::string ep = ipv4(b.endpoints[i]);
+    p.items.push_back({kEndpoints, fmt::format("{} . {}", id, i),
+                       fmt::format("{} . {}", ep, b.endpoints[i].port)});
+    p.items.push_back({kHairpin, ep + " . " + ep, ""});
+  }
+  const std::string address = ipv4(l.address);
+  if (l.role == model::L4Role::NodePort) {
+    std::string key = fmt::format("{} . {}", proto, l.address.port);
+    if (p.masquerade) p.items.push_back({kMasqNodeports, key, ""});
+    p.items.push_back({kServiceNodeports, std::move(key), id});
+  } else {
+    std::string key = fmt::format("{} . {} . {}", address, proto, l.address.port);
+    if (p.masquerade) p.items.push_back({kMasqIps, key, ""});
+    p.items.push_back({kServiceIps, std::move(key), id});
+  }
+  if (l.protocol == model::L4Protocol::Udp)
+    for (const auto& e : b.endpoints)
+      p.udp.push_back({l.role == model::L4Role::NodePort ? "" : address, l.address.port, ipv4(e)});
+  return p;
+}
+
+const NftRuleset::Backend* NftRuleset::backend_of(const model::L4Listener& l) {
+  const bool affinity = l.affinity_timeout_s > 0;
+  return &backend_for(affinity ? l.cluster->name + "|affinity" : l.cluster->name, *l.cluster,
+                      affinity);
+}
+
 NftState NftRuleset::build(const model::Snapshot& snapshot) {
   NftState s;
   for (auto& [k, b] : backends_) b.used = false;
@@ -149,47 +205,175 @@ NftState NftRuleset::build(const model::Snapshot& snapshot) {
       ++s.skipped_ipv6;
       continue;
     }
-    const char* proto = l.protocol == model::L4Protocol::Udp ? "udp" : "tcp";
-    const bool affinity = l.affinity_timeout_s > 0;
-    const Backend& b = backend_for(affinity ? l.cluster->name + "|affinity" : l.cluster->name,
-                                   *l.cluster, affinity);
-    const std::string id = mark(b.id);
-    const auto n = static_cast<uint32_t>(b.endpoints.size());
-    if (n == 0) {
-      s.backends[id] = "goto no-endpoints";
-    } else if (affinity) {
-      s.backends[id] = fmt::format("goto aff-{}", n);
-      s.affinity_sizes.insert(n);
-      s.pick_sizes.insert(n);
-      s.timeouts.insert(l.affinity_timeout_s);
-      s.affinity_timeouts[id] = fmt::format("jump record-{}", l.affinity_timeout_s);
-    } else {
-      s.backends[id] = fmt::format("goto pick-{}", n);
-      s.pick_sizes.insert(n);
+    Part p = make_part(l, *backend_of(l));
+    std::map<std::string, std::string>* maps[] = {
+        &s.service_ips,       &s.service_nodeports, nullptr,      nullptr,
+        &s.affinity_timeouts, &s.backends,          &s.endpoints, nullptr};
+    std::set<std::string>* sets[] = {nullptr, nullptr, &s.masq_ips, &s.masq_nodeports,
+                                     nullptr, nullptr, nullptr,     &s.hairpin};
+    for (Item& item : p.items) {
+      if (kIsMap[item.set])
+        (*maps[item.set])[item.key] = std::move(item.value);
+      else
+        sets[item.set]->insert(std::move(item.key));
     }
-    for (uint32_t i = 0; i < n; ++i) {
-      const std::string ep = ipv4(b.endpoints[i]);
-      s.endpoints[fmt::format("{} . {}", id, i)] = fmt::format("{} . {}", ep, b.endpoints[i].port);
-      s.hairpin.insert(ep + " . " + ep);
+    if (p.pick) s.pick_sizes.insert(p.pick);
+    if (p.affinity) {
+      s.affinity_sizes.insert(p.affinity);
+      s.timeouts.insert(p.affinity_s);
     }
-    const bool masquerade = l.role != model::L4Role::ClusterIP && !local_policy(*l.cluster);
-    const std::string address = ipv4(l.address);
-    if (l.role == model::L4Role::NodePort) {
-      std::string key = fmt::format("{} . {}", proto, l.address.port);
-      s.service_nodeports[key] = id;
-      if (masquerade) s.masq_nodeports.insert(key);
-    } else {
-      std::string key = fmt::format("{} . {} . {}", address, proto, l.address.port);
-      s.service_ips[key] = id;
-      if (masquerade) s.masq_ips.insert(key);
-    }
-    if (l.protocol == model::L4Protocol::Udp)
-      for (const auto& e : b.endpoints)
-        s.udp_targets.insert(
-            {l.role == model::L4Role::NodePort ? "" : address, l.address.port, ipv4(e)});
+    s.udp_targets.insert(p.udp.begin(), p.udp.end());
   }
   std::erase_if(backends_, [](const auto& kv) { return !kv.second.used; });
   return s;
+}
+
+NftChange NftRuleset::change(const model::Snapshot& snapshot) {
+  NftChange out;
+  ++generation_;
+  // The value each touched element had before this change (nullopt: absent), by set.
+  std::array<std::map<std::string, std::optional<std::string>>, kSets> touched;
+  std::map<UdpTarget, bool> udp_touched;  // had it before
+  std::map<std::pair<std::string, uint16_t>, bool> ports_touched;
+  std::string chains;
+
+  auto touch = [&](const Item& item) -> Element& {
+    auto& elements = elements_[item.set];
+    auto it = elements.find(item.key);
+    touched[item.set].try_emplace(item.key, it == elements.end()
+                                                ? std::nullopt
+                                                : std::optional<std::string>(it->second.value));
+    if (it == elements.end()) it = elements.emplace(item.key, Element{}).first;
+    return it->second;
+  };
+  auto count_udp = [&](const UdpTarget& t, int delta) {
+    auto& refs = udp_refs_[t];
+    udp_touched.try_emplace(t, refs > 0);
+    refs += delta;
+    if (refs == 0) udp_refs_.erase(t);
+    std::pair<std::string, uint16_t> port{t.address, t.port};
+    auto& port_refs = udp_port_refs_[port];
+    ports_touched.try_emplace(port, port_refs > 0);
+    port_refs += delta;
+    if (port_refs == 0) udp_port_refs_.erase(port);
+  };
+  auto count = [](std::map<uint32_t, uint32_t>& refs, uint32_t n, int delta) {
+    if (n == 0) return;
+    if ((refs[n] += delta) == 0) refs.erase(n);
+  };
+  auto remove = [&](const Part& p) {
+    for (const Item& item : p.items) {
+      Element& e = touch(item);
+      if (--e.refs == 0) elements_[item.set].erase(item.key);
+    }
+    for (const UdpTarget& t : p.udp) count_udp(t, -1);
+    count(pick_refs_, p.pick, -1);
+    count(affinity_refs_, p.affinity, -1);
+    count(timeout_refs_, p.affinity ? p.affinity_s : 0, -1);
+  };
+  auto add = [&](const Part& p) {
+    for (const Item& item : p.items) {
+      Element& e = touch(item);
+      e.value = item.value;
+      ++e.refs;
+    }
+    for (const UdpTarget& t : p.udp) count_udp(t, +1);
+    count(pick_refs_, p.pick, +1);
+    count(affinity_refs_, p.affinity, +1);
+    count(timeout_refs_, p.affinity ? p.affinity_s : 0, +1);
+    if (p.pick && pick_made_.insert(p.pick).second) chains += pick_chain(p.pick);
+    if (p.affinity && affinity_made_.insert(p.affinity).second)
+      chains += affinity_chain(p.affinity);
+    if (p.affinity && timeouts_made_.insert(p.affinity_s).second)
+      chains += record_chain(p.affinity_s);
+  };
+
+  for (auto& [k, b] : backends_) b.used = false;
+  for (const model::L4Listener& l : snapshot.l4_listeners) {
+    if (l.address.v6 || !l.cluster) {
+      ++out.skipped_ipv6;
+      continue;
+    }
+    const Backend& b = *backend_of(l);
+    auto [it, fresh] = parts_.try_emplace(ListenerKey{l.address, l.protocol, l.role});
+    Part& part = it->second;
+    if (part.seen == generation_) continue;  // the same listener twice: it wants the same
+    const bool masquerade = l.role != model::L4Role::ClusterIP && !local_policy(*l.cluster);
+    if (!fresh && part.backend_id == b.id && part.endpoints == b.endpoints &&
+        part.masquerade == masquerade && part.affinity_s == l.affinity_timeout_s) {
+      part.seen = generation_;
+      continue;
+    }
+    if (!fresh) remove(part);
+    part = make_part(l, b);
+    part.seen = generation_;
+    add(part);
+  }
+  for (auto it = parts_.begin(); it != parts_.end();) {
+    if (it->second.seen == generation_) {
+      ++it;
+      continue;
+    }
+    remove(it->second);
+    it = parts_.erase(it);
+  }
+  std::erase_if(backends_, [](const auto& kv) { return !kv.second.used; });
+  skipped_ipv6_ = out.skipped_ipv6;
+
+  // Deletions first, then additions, set by set in update()'s order.
+  std::string dels, adds;
+  for (int set = 0; set < kSets; ++set) {
+    std::vector<std::string> d, a;
+    for (const auto& [key, before] : touched[set]) {
+      auto now = elements_[set].find(key);
+      std::optional<std::string> after;
+      if (now != elements_[set].end()) after = now->second.value;
+      if (before == after) continue;
+      if (before) d.push_back(key);
+      if (after) a.push_back(kIsMap[set] ? key + " : " + *after : key);
+    }
+    elements(dels, "delete", kSetNames[set], d);
+    elements(adds, "add", kSetNames[set], a);
+  }
+  out.script = chains + dels + adds;
+  for (const auto& [target, had] : udp_touched)
+    if (had && !udp_refs_.contains(target)) out.udp_gone.push_back(target);
+  for (const auto& [port, had] : ports_touched)
+    if (!had && udp_port_refs_.contains(port)) out.udp_new.push_back(port);
+  out.service_ips = elements_[kServiceIps].size();
+  out.service_nodeports = elements_[kServiceNodeports].size();
+  out.endpoints = elements_[kEndpoints].size();
+  return out;
+}
+
+NftState NftRuleset::state() const {
+  NftState s;
+  std::map<std::string, std::string>* maps[] = {
+      &s.service_ips,       &s.service_nodeports, nullptr,      nullptr,
+      &s.affinity_timeouts, &s.backends,          &s.endpoints, nullptr};
+  std::set<std::string>* sets[] = {nullptr, nullptr, &s.masq_ips, &s.masq_nodeports,
+                                   nullptr, nullptr, nullptr,     &s.hairpin};
+  for (int set = 0; set < kSets; ++set)
+    for (const auto& [key, e] : elements_[set]) {
+      if (kIsMap[set])
+        maps[set]->emplace(key, e.value);
+      else
+        sets[set]->insert(key);
+    }
+  for (const auto& [n, refs] : pick_refs_) s.pick_sizes.insert(n);
+  for (const auto& [n, refs] : affinity_refs_) s.affinity_sizes.insert(n);
+  for (const auto& [t, refs] : timeout_refs_) s.timeouts.insert(t);
+  for (const auto& [t, refs] : udp_refs_) s.udp_targets.insert(t);
+  s.skipped_ipv6 = skipped_ipv6_;
+  return s;
+}
+
+std::string NftRuleset::full() {
+  NftState s = state();
+  pick_made_ = s.pick_sizes;
+  affinity_made_ = s.affinity_sizes;
+  timeouts_made_ = s.timeouts;
+  return full(s);
 }
 
 std::string NftRuleset::full(const NftState& s) {

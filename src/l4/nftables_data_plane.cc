@@ -26,7 +26,7 @@ class NftablesDataPlane final : public DataPlane {
   ~NftablesDataPlane() override { stop(); }
 
   Status start() {
-    auto r = runner_->run(NftRuleset::full(current_));
+    auto r = runner_->run(ruleset_.full());
     if (!r) return fail("cannot load nftables table ip kedge: " + r.error().message);
     spdlog::info("nftables: table {} {} loaded ({})", kNftFamily, kNftTable,
                  nft_library_available() ? "libnftables" : "nft -f -");
@@ -38,33 +38,34 @@ class NftablesDataPlane final : public DataPlane {
     std::lock_guard lock(mutex_);
     if (!started_) return;
     auto t0 = Clock::now();
-    NftState next = ruleset_.build(*snapshot);
-    if (next.skipped_ipv6 && !warned_ipv6_) {
+    NftChange change = ruleset_.change(*snapshot);
+    if (change.skipped_ipv6 && !warned_ipv6_) {
       spdlog::warn("nftables: {} IPv6 Service addresses are not forwarded (table ip kedge)",
-                   next.skipped_ipv6);
+                   change.skipped_ipv6);
       warned_ipv6_ = true;
     }
-    std::string script = NftRuleset::update(current_, next);
-    if (!script.empty()) {
-      auto r = runner_->run(script);
-      if (!r) {
+    if (reload_ || !change.script.empty()) {
+      auto r = runner_->run(reload_ ? ruleset_.full() : change.script);
+      if (!r && !reload_) {
         // The kernel's table is not what kedge thinks (changed by hand?): load it whole.
         spdlog::warn("nftables: update refused ({}); reloading the table", r.error().message);
-        r = runner_->run(NftRuleset::full(next));
+        r = runner_->run(ruleset_.full());
       }
       if (!r) {
+        // The kernel keeps its last table; the next snapshot loads it whole.
         spdlog::error("nftables: cannot load the table: {}", r.error().message);
-        return;  // the next snapshot tries again from the same state
+        reload_ = true;
+        return;
       }
     }
-    flush_udp(current_, next);
+    reload_ = false;
+    flush_udp(change);
     auto ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     spdlog::info(
         "nftables: generation {}: {} Service addresses, {} NodePorts, {} endpoints; "
         "{} bytes of changes applied in {:.1f} ms",
-        snapshot->generation, next.service_ips.size(), next.service_nodeports.size(),
-        next.endpoints.size(), script.size(), ms);
-    current_ = std::move(next);
+        snapshot->generation, change.service_ips, change.service_nodeports, change.endpoints,
+        change.script.size(), ms);
     auto health = std::make_shared<model::Snapshot>();
     health->generation = snapshot->generation;
     health->health_checks = snapshot->health_checks;
@@ -86,11 +87,8 @@ class NftablesDataPlane final : public DataPlane {
  private:
   /// UDP has no end of flow: conntrack would keep sending a client to an endpoint that left,
   /// so its entries go (as kube-proxy does).
-  static void flush_udp(const NftState& from, const NftState& to) {
-    std::vector<UdpTarget> gone;
-    std::set_difference(from.udp_targets.begin(), from.udp_targets.end(), to.udp_targets.begin(),
-                        to.udp_targets.end(), std::back_inserter(gone));
-    for (const UdpTarget& t : gone) {
+  static void flush_udp(const NftChange& change) {
+    for (const UdpTarget& t : change.udp_gone) {
       std::vector<std::string> argv = {"conntrack", "-D", "-p", "udp"};
       if (!t.address.empty()) argv.insert(argv.end(), {"--orig-dst", t.address});
       argv.insert(argv.end(), {"--orig-port-dst", std::to_string(t.port), "--dst-nat", t.endpoint});
@@ -103,14 +101,7 @@ class NftablesDataPlane final : public DataPlane {
     }
     // A UDP Service that had no endpoint: its clients' entries were made without DNAT and
     // would keep them from ever reaching the new endpoints.
-    auto ports = [](const NftState& s) {
-      std::set<std::pair<std::string, uint16_t>> out;
-      for (const UdpTarget& t : s.udp_targets) out.insert({t.address, t.port});
-      return out;
-    };
-    auto before = ports(from);
-    for (const auto& [address, port] : ports(to)) {
-      if (before.contains({address, port})) continue;
+    for (const auto& [address, port] : change.udp_new) {
       std::vector<std::string> argv = {"conntrack", "-D", "-p", "udp"};
       if (!address.empty()) argv.insert(argv.end(), {"--orig-dst", address});
       argv.insert(argv.end(), {"--orig-port-dst", std::to_string(port)});
@@ -125,7 +116,7 @@ class NftablesDataPlane final : public DataPlane {
   std::unique_ptr<NftRunner> runner_;
   std::unique_ptr<DataPlane> health_;
   NftRuleset ruleset_;
-  NftState current_;
+  bool reload_ = false;  // the kernel's table may differ from ruleset_'s state
   bool started_ = false;
   bool warned_ipv6_ = false;
 };
