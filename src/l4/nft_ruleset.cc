@@ -231,6 +231,8 @@ NftState NftRuleset::build(const model::Snapshot& snapshot) {
 NftChange NftRuleset::change(const model::Snapshot& snapshot) {
   NftChange out;
   ++generation_;
+  // From an empty table every element is new: no need to remember what each one was before.
+  const bool from_empty = parts_.empty();
   // The value each touched element had before this change (nullopt: absent), by set.
   std::array<std::map<std::string, std::optional<std::string>>, kSets> touched;
   std::map<UdpTarget, bool> udp_touched;  // had it before
@@ -239,6 +241,7 @@ NftChange NftRuleset::change(const model::Snapshot& snapshot) {
 
   auto touch = [&](const Item& item) -> Element& {
     auto& elements = elements_[item.set];
+    if (from_empty) return elements[item.key];
     auto it = elements.find(item.key);
     touched[item.set].try_emplace(item.key, it == elements.end()
                                                 ? std::nullopt
@@ -248,12 +251,12 @@ NftChange NftRuleset::change(const model::Snapshot& snapshot) {
   };
   auto count_udp = [&](const UdpTarget& t, int delta) {
     auto& refs = udp_refs_[t];
-    udp_touched.try_emplace(t, refs > 0);
+    if (!from_empty) udp_touched.try_emplace(t, refs > 0);
     refs += delta;
     if (refs == 0) udp_refs_.erase(t);
     std::pair<std::string, uint16_t> port{t.address, t.port};
     auto& port_refs = udp_port_refs_[port];
-    ports_touched.try_emplace(port, port_refs > 0);
+    if (!from_empty) ports_touched.try_emplace(port, port_refs > 0);
     port_refs += delta;
     if (port_refs == 0) udp_port_refs_.erase(port);
   };
@@ -322,7 +325,9 @@ NftChange NftRuleset::change(const model::Snapshot& snapshot) {
 
   // Deletions first, then additions, set by set in update()'s order.
   std::string dels, adds;
-  for (int set = 0; set < kSets; ++set) {
+  for (int set = 0; set < kSets && from_empty; ++set)
+    elements(adds, "add", kSetNames[set], all_items(set));
+  for (int set = 0; set < kSets && !from_empty; ++set) {
     std::vector<std::string> d, a;
     for (const auto& [key, before] : touched[set]) {
       auto now = elements_[set].find(key);
@@ -340,6 +345,8 @@ NftChange NftRuleset::change(const model::Snapshot& snapshot) {
     if (had && !udp_refs_.contains(target)) out.udp_gone.push_back(target);
   for (const auto& [port, had] : ports_touched)
     if (!had && udp_port_refs_.contains(port)) out.udp_new.push_back(port);
+  if (from_empty)
+    for (const auto& [port, refs] : udp_port_refs_) out.udp_new.push_back(port);
   out.service_ips = elements_[kServiceIps].size();
   out.service_nodeports = elements_[kServiceNodeports].size();
   out.endpoints = elements_[kEndpoints].size();
@@ -369,14 +376,30 @@ NftState NftRuleset::state() const {
 }
 
 std::string NftRuleset::full() {
-  NftState s = state();
-  pick_made_ = s.pick_sizes;
-  affinity_made_ = s.affinity_sizes;
-  timeouts_made_ = s.timeouts;
-  return full(s);
+  auto sizes = [](const std::map<uint32_t, uint32_t>& refs) {
+    std::set<uint32_t> out;
+    for (const auto& [n, count] : refs) out.insert(n);
+    return out;
+  };
+  pick_made_ = sizes(pick_refs_);
+  affinity_made_ = sizes(affinity_refs_);
+  timeouts_made_ = sizes(timeout_refs_);
+  std::string out = table_head(pick_made_, affinity_made_, timeouts_made_);
+  for (int set = 0; set < kSets; ++set) elements(out, "add", kSetNames[set], all_items(set));
+  return out;
 }
 
-std::string NftRuleset::full(const NftState& s) {
+std::vector<std::string> NftRuleset::all_items(int set) const {
+  std::vector<std::string> items;
+  items.reserve(elements_[set].size());
+  for (const auto& [key, e] : elements_[set])
+    items.push_back(kIsMap[set] ? key + " : " + e.value : key);
+  return items;
+}
+
+std::string NftRuleset::table_head(const std::set<uint32_t>& pick_sizes,
+                                   const std::set<uint32_t>& affinity_sizes,
+                                   const std::set<uint32_t>& timeouts) {
   std::string out = fmt::format("table {0}\ndelete table {0}\n", kTableRef);
   out += fmt::format(R"(table {} {{
   map service-ips {{ type ipv4_addr . inet_proto . inet_service : mark; }}
@@ -407,9 +430,14 @@ std::string NftRuleset::full(const NftState& s) {
 }}
 )",
                      kTableRef);
-  for (uint32_t n : s.pick_sizes) out += pick_chain(n);
-  for (uint32_t n : s.affinity_sizes) out += affinity_chain(n);
-  for (uint32_t t : s.timeouts) out += record_chain(t);
+  for (uint32_t n : pick_sizes) out += pick_chain(n);
+  for (uint32_t n : affinity_sizes) out += affinity_chain(n);
+  for (uint32_t t : timeouts) out += record_chain(t);
+  return out;
+}
+
+std::string NftRuleset::full(const NftState& s) {
+  std::string out = table_head(s.pick_sizes, s.affinity_sizes, s.timeouts);
   elements(out, "add", "service-ips", map_items(s.service_ips));
   elements(out, "add", "service-nodeports", map_items(s.service_nodeports));
   elements(out, "add", "masq-ips", set_items(s.masq_ips));

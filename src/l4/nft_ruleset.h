@@ -141,6 +141,10 @@ class NftRuleset {
   };
   using ListenerKey = std::tuple<model::SocketAddress, model::L4Protocol, model::L4Role>;
   static Part make_part(const model::L4Listener& l, const Backend& b);
+  static std::string table_head(const std::set<uint32_t>& pick_sizes,
+                                const std::set<uint32_t>& affinity_sizes,
+                                const std::set<uint32_t>& timeouts);
+  std::vector<std::string> all_items(int set) const;  // "key : value" or "key", in key order
   const Backend* backend_of(const model::L4Listener& l);
   std::array<std::map<std::string, Element>, kSets> elements_;
   std::map<uint32_t, uint32_t> pick_refs_, affinity_refs_, timeout_refs_;

