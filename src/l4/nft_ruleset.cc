@@ -325,8 +325,7 @@ NftChange NftRuleset::change(const model::Snapshot& snapshot) {
 
   // Deletions first, then additions, set by set in update()'s order.
   std::string dels, adds;
-  for (int set = 0; set < kSets && from_empty; ++set)
-    elements(adds, "add", kSetNames[set], all_items(set));
+  for (int set = 0; set < kSets && from_empty; ++set) add_all(adds, set);
   for (int set = 0; set < kSets && !from_empty; ++set) {
     std::vector<std::string> d, a;
     for (const auto& [key, before] : touched[set]) {
@@ -385,16 +384,25 @@ std::string NftRuleset::full() {
   affinity_made_ = sizes(affinity_refs_);
   timeouts_made_ = sizes(timeout_refs_);
   std::string out = table_head(pick_made_, affinity_made_, timeouts_made_);
-  for (int set = 0; set < kSets; ++set) elements(out, "add", kSetNames[set], all_items(set));
+  for (int set = 0; set < kSets; ++set) add_all(out, set);
   return out;
 }
 
-std::vector<std::string> NftRuleset::all_items(int set) const {
-  std::vector<std::string> items;
-  items.reserve(elements_[set].size());
-  for (const auto& [key, e] : elements_[set])
-    items.push_back(kIsMap[set] ? key + " : " + e.value : key);
-  return items;
+void NftRuleset::add_all(std::string& out, int set) const {
+  constexpr size_t kChunk = 4096;  // as elements()
+  size_t i = 0;
+  for (const auto& [key, e] : elements_[set]) {
+    if (i % kChunk == 0) {
+      if (i) out += " }\n";
+      out += fmt::format("add element {} {} {{ ", kTableRef, kSetNames[set]);
+    } else {
+      out += ", ";
+    }
+    out += key;
+    if (kIsMap[set]) out.append(" : ").append(e.value);
+    ++i;
+  }
+  if (i) out += " }\n";
 }
 
 std::string NftRuleset::table_head(const std::set<uint32_t>& pick_sizes,

@@ -144,7 +144,8 @@ class NftRuleset {
   static std::string table_head(const std::set<uint32_t>& pick_sizes,
                                 const std::set<uint32_t>& affinity_sizes,
                                 const std::set<uint32_t>& timeouts);
-  std::vector<std::string> all_items(int set) const;  // "key : value" or "key", in key order
+  /// "add element" commands for every element of `set`, in key order (as elements() writes them).
+  void add_all(std::string& out, int set) const;
   const Backend* backend_of(const model::L4Listener& l);
   std::array<std::map<std::string, Element>, kSets> elements_;
   std::map<uint32_t, uint32_t> pick_refs_, affinity_refs_, timeout_refs_;
