@@ -438,16 +438,30 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   else if (client_10)
     out_.append("Connection: keep-alive\r\n");
   out_.append("\r\n");
-  if (!co_await write_down(out_.data(), out_.size())) co_return Outcome::Close;
 
-  // Stream the body. A message without body completes on an empty execute.
+  // Stream the body. A message without body completes on an empty execute. The head waits in
+  // out_ for the body bytes that came with it, so a small response is one write, not two.
   response.resume();
   ByteBuffer& up_in = conn.in;
   bool complete = false;
+  bool head_sent = false;
   while (true) {
     auto step = response.execute(up_in.data(), up_in.size());
-    if (step.event == http1::Parser::Event::Error) break;
-    if (step.consumed > 0) {
+    if (step.event == http1::Parser::Event::Error) {
+      if (!head_sent) {  // nothing went out yet: the client gets a 502 instead of a cut
+        stats.by_status[status]--;
+        co_return co_await local(502, true);
+      }
+      break;
+    }
+    if (step.consumed > 0 && !head_sent) {
+      if (dechunk) {
+        for (auto span : response.body_spans()) out_.append(span.data, span.size);
+      } else {
+        out_.append(up_in.data(), step.consumed);
+      }
+      up_in.consume(step.consumed);
+    } else if (step.consumed > 0) {
       bool ok = true;
       if (dechunk) {
         for (auto span : response.body_spans())
@@ -457,6 +471,10 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       }
       if (!ok) break;
       up_in.consume(step.consumed);
+    }
+    if (!head_sent) {  // before waiting for more of the body, or at its end
+      head_sent = true;
+      if (!co_await write_down(out_.data(), out_.size())) break;
     }
     if (step.event == http1::Parser::Event::MessageComplete) {
       complete = true;
