@@ -1,5 +1,7 @@
 #include "k8s/api_client.h"
 
+#include "tls/openssl_error.h"
+
 #include <fmt/format.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -39,13 +41,6 @@ std::string trimmed(std::string s) {
   size_t start = 0;
   while (start < s.size() && std::isspace(static_cast<unsigned char>(s[start]))) ++start;
   return s.substr(start);
-}
-
-std::string ssl_error_text() {
-  unsigned long e = ERR_get_error();
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
 }
 
 /// Adds every certificate of a PEM bundle to the context's trust store.
@@ -128,7 +123,8 @@ asio::awaitable<Result<std::unique_ptr<TlsStream>>> open_stream(const ClusterCon
   auto [hec] = co_await s->async_handshake(ssl::stream_base::client, use_tuple);
   if (hec) {
     std::string detail = hec.message();
-    if (hec.category() == asio::error::get_ssl_category()) detail += " (" + ssl_error_text() + ")";
+    if (hec.category() == asio::error::get_ssl_category())
+      detail += " (" + tls::openssl_error() + ")";
     co_return fail(fmt::format("TLS handshake with {}:{}: {}", c.host, c.port, detail));
   }
   co_return s;

@@ -1,4 +1,5 @@
 #include "tls/ocsp.h"
+#include "tls/openssl_error.h"
 
 #include <fmt/format.h>
 #include <openssl/asn1.h>
@@ -22,15 +23,6 @@ using Ptr = std::unique_ptr<T, Deleter<T, Free>>;
 
 void free_string(char* p) { OPENSSL_free(p); }
 void free_stack(STACK_OF(X509) * s) { sk_X509_free(s); }  // the certificates are borrowed
-
-std::string openssl_error() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (!e) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
 
 std::time_t asn1_to_time(const ASN1_TIME* t) {
   struct tm tm {};

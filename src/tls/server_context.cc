@@ -1,4 +1,5 @@
 #include "tls/server_context.h"
+#include "tls/openssl_error.h"
 
 #include <fmt/format.h>
 #include <openssl/core_names.h>
@@ -18,15 +19,6 @@ namespace kedge::tls {
 namespace {
 
 std::atomic<bool> g_http2{false};
-
-std::string openssl_error() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (!e) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
 
 /// Session ticket keys shared by every context, rotated every 12 hours; the previous key still
 /// decrypts, so a rotation never forces a full handshake on a recent session.
