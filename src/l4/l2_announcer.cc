@@ -68,9 +68,9 @@ std::map<std::string, std::optional<std::set<std::string>>> lb_candidates(
     if (l.role != model::L4Role::LoadBalancer || l.address.v6 || !l.cluster) continue;
     const std::string ip = ipv4_text(l.address);
     auto [it, fresh] = out.try_emplace(ip);
-    // The translator names the endpoint set of traffic policy Local "...@node"; it holds this
-    // node's endpoints only, so the other nodes' come from the Service's whole set.
-    const bool local = l.cluster->name.find('@') != std::string::npos;
+    // The endpoint set of traffic policy Local holds this node's endpoints only, so the other
+    // nodes' come from the Service's whole set.
+    const bool local = !l.cluster->node.empty();
     if (!local) {
       if (fresh) it->second = std::nullopt;  // any node (a Local listener on the IP narrows it)
       continue;
@@ -80,7 +80,7 @@ std::map<std::string, std::optional<std::set<std::string>>> lb_candidates(
       all = sp->second.get();
     for (const auto& other : snapshot.l4_listeners)
       if (!all && other.service == l.service && other.role == model::L4Role::ClusterIP &&
-          other.cluster && other.cluster->name.find('@') == std::string::npos)
+          other.cluster && other.cluster->node.empty())
         all = other.cluster.get();
     if (!it->second) it->second.emplace();
     for (const auto& e : all ? all->endpoints : l.cluster->endpoints)

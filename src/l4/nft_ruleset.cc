@@ -14,8 +14,7 @@ std::string ipv4(const model::SocketAddress& a) {
 
 std::string mark(uint32_t id) { return fmt::format("0x{:08x}", id); }
 
-/// The translator names the endpoint set of a traffic policy Local "...@node".
-bool local_policy(const model::Cluster& c) { return c.name.find('@') != std::string::npos; }
+bool local_policy(const model::Cluster& c) { return !c.node.empty(); }
 
 const std::string kTableRef = fmt::format("{} {}", kNftFamily, kNftTable);
 

@@ -38,6 +38,7 @@ struct Cluster {
   std::string name;  // "namespace/service:port"
   std::vector<Endpoint> endpoints;
   LbPolicy lb = LbPolicy::RoundRobin;
+  std::string node;     // not empty: this node's endpoints only (traffic policy Local)
   std::string problem;  // why it has no endpoints, when it has none (for the 503 detail)
 };
 using ClusterConstPtr = std::shared_ptr<const Cluster>;

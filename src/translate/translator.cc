@@ -333,6 +333,7 @@ void build_services(Builder& b, const k8s::ObjectStore& store, const Options& op
         auto c = std::make_shared<model::Cluster>();
         c->name =
             fmt::format("{}:{}/{}{}", id, sp.port, sp.protocol, node.empty() ? "" : "@" + node);
+        c->node = node;
         bool ready = false;
         c->endpoints = b.endpoints_for(svc, sp, node, &ready);
         if (!node.empty() && ready)

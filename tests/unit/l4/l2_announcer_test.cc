@@ -37,7 +37,8 @@ TEST(L2Announcer, PolicyLocalLimitsCandidatesToNodesWithEndpoints) {
   all->name = "default/web:80/TCP";
   all->endpoints = {ep("10.1.0.1", "node1"), ep("10.1.0.2", "node2")};
   auto local = std::make_shared<model::Cluster>();
-  local->name = "default/web:80/TCP@node3";  // this node has none
+  local->name = "default/web:80/TCP@node3";
+  local->node = "node3";  // this node has none
   snap.service_ports["default/web:http"] = all;
   snap.l4_listeners.push_back({*model::SocketAddress::parse("10.9.0.1", 80), model::L4Protocol::Tcp,
                                model::L4Role::LoadBalancer, "default/web:http", local, 0});

@@ -19,6 +19,7 @@ model::ClusterConstPtr cluster(const std::string& name, std::vector<std::string>
                                uint16_t port = 8080) {
   auto c = std::make_shared<model::Cluster>();
   c->name = name;
+  if (auto at = name.find('@'); at != std::string::npos) c->node = name.substr(at + 1);
   for (const auto& ip : ips) c->endpoints.push_back({addr(ip, port), "pod", "node"});
   return c;
 }

@@ -226,7 +226,9 @@ TEST_F(ServicesTest, ExternalTrafficPolicyLocalUsesOnlyThisNodesEndpoints) {
     const model::L4Listener* l = listener_at(*t.snapshot, addr);
     ASSERT_NE(l, nullptr) << addr;
     EXPECT_EQ(join(endpoint_list(l->cluster)), "10.1.0.1:8080") << addr;
+    EXPECT_EQ(l->cluster->node, "node-a") << addr;  // the data planes read the policy from it
   }
+  EXPECT_EQ(listener_at(*t.snapshot, "10.96.0.17:80")->cluster->node, "");
   EXPECT_EQ(join(endpoint_list(
                 listener_at(*t.snapshot, "192.168.10.1:53", model::L4Protocol::Udp)->cluster)),
             "10.1.0.1:5353");
