@@ -133,7 +133,9 @@ def test_token_rotation(env, cluster):
     cluster.api.drop_watches()
     cluster.api.add(ingress("api", "api.example.test", "web"))
     poll(lambda: k.service_of("api.example.test") == "web", timeout(10), what="seen with token two")
-    assert cluster.api.count_requests("GET", "/ingresses", watch=True) >= 2
+    # The relist may bring the Ingress before the new watch is opened: wait for the watch too.
+    poll(lambda: cluster.api.count_requests("GET", "/ingresses", watch=True) >= 2, timeout(10),
+         what="a new watch with token two")
     assert k.proc.alive()
 
 
