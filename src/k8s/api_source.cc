@@ -35,6 +35,22 @@ constexpr ApiResource kResources[] = {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+/// True when two versions of an object differ in more than what kedge itself writes and never
+/// reads: an Ingress's status (kedge's status write comes back as a MODIFIED event) and the
+/// bookkeeping fields that change with every write.
+bool differs_for_routing(Kind kind, const json& before, const json& after) {
+  if (kind != Kind::Ingress) return true;
+  auto strip = [](json object) {
+    object.erase("status");
+    if (auto md = object.find("metadata"); md != object.end() && md->is_object()) {
+      md->erase("resourceVersion");
+      md->erase("managedFields");
+    }
+    return object;
+  };
+  return strip(before) != strip(after);
+}
+
 std::string meta_string(const json& object, const char* key) {
   auto md = object.find("metadata");
   if (md == object.end() || !md->is_object()) return "";
@@ -95,6 +111,12 @@ ApiSource::Entry ApiSource::decode(const ApiResource& r, json object, const Entr
   return entry;
 }
 
+bool ApiSource::routing_change(Kind kind, const Entry* previous, const Entry& next) {
+  if (!previous || !previous->good || !next.good || next.good == previous->good) return true;
+  if (!previous->issues.empty() || !next.issues.empty()) return true;
+  return differs_for_routing(kind, previous->good->raw, next.good->raw);
+}
+
 void ApiSource::changed_locked() {
   ++version_;
   ++counters_.changes;
@@ -117,8 +139,14 @@ bool ApiSource::apply_list(size_t index, const json& items) {
       state.entries.erase(old);
       continue;
     }
-    next.emplace(key, decode(r, item, old == state.entries.end() ? nullptr : &old->second));
-    changed = true;
+    const Entry* previous = old == state.entries.end() ? nullptr : &old->second;
+    Entry entry = decode(r, item, previous);
+    if (routing_change(r.kind, previous, entry))
+      changed = true;
+    else
+      ++version_;  // the store shows the new version; nothing to translate again
+    if (old != state.entries.end()) state.entries.erase(old);
+    next.emplace(key, std::move(entry));
   }
   if (!state.entries.empty()) changed = true;  // objects that are gone
   state.entries = std::move(next);
@@ -148,8 +176,14 @@ bool ApiSource::apply_event(size_t index, const WatchEvent& event) {
   if (old != state.entries.end() &&
       old->second.resource_version == resource_version_of(event.object))
     return false;  // already seen (e.g. the same object in a list and the watch after it)
-  Entry entry = decode(r, event.object, old == state.entries.end() ? nullptr : &old->second);
+  const Entry* previous = old == state.entries.end() ? nullptr : &old->second;
+  Entry entry = decode(r, event.object, previous);
+  bool relevant = routing_change(r.kind, previous, entry);
   state.entries[key] = std::move(entry);
+  if (!relevant) {
+    ++version_;  // the store shows the new version; nothing to translate again
+    return false;
+  }
   changed_locked();
   return true;
 }

@@ -68,9 +68,11 @@ class ApiSource : public Source {
   /// Kinds whose first complete list has not arrived yet ("Service", ...). Empty: synced.
   std::vector<std::string> pending_kinds() const;
 
-  /// Replaces the objects of resource `index` with a complete list; true when anything changed.
+  /// Replaces the objects of resource `index` with a complete list; true when anything changed
+  /// that routing reads. A change only to an Ingress's status (kedge's own write coming back)
+  /// refreshes the store without asking for a new translation.
   bool apply_list(size_t index, const nlohmann::json& items);
-  /// Applies one ADDED/MODIFIED/DELETED event; true when anything changed.
+  /// Applies one ADDED/MODIFIED/DELETED event; true as apply_list.
   bool apply_event(size_t index, const WatchEvent& event);
 
   struct Counters {
@@ -96,6 +98,8 @@ class ApiSource : public Source {
   /// the new one is invalid).
   Entry decode(const ApiResource& r, nlohmann::json object, const Entry* previous) const;
   void changed_locked();
+  /// Whether replacing `previous` (null: none) with `next` changes what translation reads.
+  static bool routing_change(Kind kind, const Entry* previous, const Entry& next);
   boost::asio::awaitable<void> reflect(size_t index);
   struct Listed {
     nlohmann::json items = nlohmann::json::array();

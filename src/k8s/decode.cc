@@ -439,7 +439,10 @@ Ingress decode_ingress(Reader& r, const json& doc) {
                             ir.host));
     }
     const json* http = r.member(rule, "http");
-    if (!http) return;
+    if (!http) {  // a rule with a host and no paths is valid; it routes nothing by itself
+      ing.rules.push_back(std::move(ir));
+      return;
+    }
     std::string hpath = path + ".http";
     if (!r.member(*http, "paths")) r.error(hpath + ".paths", "Required value");
     r.each(*http, hpath, "paths", [&](const json& p, const std::string& ppath) {

@@ -108,3 +108,33 @@ TEST_F(ApiSourceTest, InvalidVersionKeepsTheLastGoodOneAndIsReported) {
   EXPECT_EQ(load.issues[0].file, "api");
   EXPECT_EQ(load.issues[0].name, "a");
 }
+
+TEST_F(ApiSourceTest, AnIngressStatusWriteRefreshesTheStoreWithoutANewTranslation) {
+  const size_t ing = index_of(Kind::Ingress);
+  auto ingress = [](const std::string& rv, const std::string& host, const std::string& lb) {
+    json object = {
+        {"apiVersion", "networking.k8s.io/v1"},
+        {"kind", "Ingress"},
+        {"metadata", {{"name", "web"}, {"namespace", "default"}, {"resourceVersion", rv}}},
+        {"spec", {{"rules", {{{"host", host}}}}}}};
+    if (!lb.empty()) object["status"]["loadBalancer"]["ingress"] = {{{"ip", lb}}};
+    return object;
+  };
+  source.apply_list(ing, json::array({ingress("1", "a.test", "")}));
+  uint64_t changes = source.counters().changes;
+  // kedge's own status write comes back: the store shows it, nothing is translated again.
+  EXPECT_FALSE(
+      source.apply_event(ing, {WatchEventType::Modified, ingress("2", "a.test", "10.0.0.1")}));
+  EXPECT_EQ(source.counters().changes, changes);
+  auto load = source.reload();
+  const StoredObject* stored = nullptr;
+  load.store.for_each<Ingress>([&](const Ingress&, const StoredObject& so) { stored = &so; });
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->raw["status"]["loadBalancer"]["ingress"][0]["ip"], "10.0.0.1");
+  // A relist that brings only another status is no change either; a new host is.
+  EXPECT_FALSE(source.apply_list(ing, json::array({ingress("3", "a.test", "10.0.0.2")})));
+  EXPECT_TRUE(
+      source.apply_event(ing, {WatchEventType::Modified, ingress("4", "b.test", "10.0.0.2")}));
+  EXPECT_TRUE(source.apply_list(ing, json::array({ingress("5", "c.test", "10.0.0.2")})));
+  EXPECT_EQ(source.counters().changes, changes + 2);
+}

@@ -645,6 +645,9 @@ TEST(Validation, ValidIngressVariants) {
       ingress("x.com", "/", "Prefix",
               "resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: b}"),
       without_path("ImplementationSpecific"),
+      // A rule may name a host and nothing else.
+      "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bare}\nspec:\n"
+      "  rules: [{host: bare.example.com}]\n",
   };
   for (const auto& yaml : variants) {
     SCOPED_TRACE(yaml);
