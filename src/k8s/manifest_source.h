@@ -6,13 +6,17 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <vector>
 
 namespace kedge::k8s {
 
 /// The manifest-file source: turns the files below some folders into an ObjectStore.
-/// Only files whose size or modification time changed are parsed again. An invalid object keeps
-/// its last good version; a file that fails as a whole keeps everything it last yielded.
+/// Only files whose size or modification time changed are parsed again, and only their objects
+/// are replaced in the store; an object whose JSON and origin did not change keeps its identity
+/// (so nothing downstream translates it again). An invalid object keeps its last good version; a
+/// file that fails as a whole keeps everything it last yielded. An object defined in several
+/// files comes from the first in path order; the others are reported.
 /// Thread: the control thread only. Owner: control::Controller.
 class ManifestSource : public Source {
  public:
@@ -33,8 +37,17 @@ class ManifestSource : public Source {
     Issues issues;
   };
 
+  /// Moves the objects of one file out of (`add` false) or into the store.
+  void apply(const std::filesystem::path& path, const std::vector<StoredObjectConstPtr>& objects,
+             bool add, std::set<ObjectKey>& touched);
+
   std::vector<std::filesystem::path> roots_;
   std::map<std::filesystem::path, FileState> files_;
+  /// Every definition of each key, in path order (then file order): the first one is stored.
+  std::map<ObjectKey, std::vector<std::pair<std::filesystem::path, StoredObjectConstPtr>>>
+      definitions_;
+  std::set<ObjectKey> duplicated_;  // keys with more than one definition
+  ObjectStore store_;
 };
 
 }  // namespace kedge::k8s

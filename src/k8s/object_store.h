@@ -4,13 +4,15 @@
 #include "k8s/objects.h"
 
 #include <map>
+#include <memory>
 #include <vector>
 
 namespace kedge::k8s {
 
-/// The current set of typed objects, keyed by kind/namespace/name. A value type: copying it copies
-/// shared pointers to immutable objects, so a copy can be handed to another thread as a view.
-/// Thread: one owner at a time (the control thread); copies are independent.
+/// The current set of typed objects, keyed by kind/namespace/name. A value type with cheap copies:
+/// copies share one map until one of them is changed, which then takes its own (copy on write).
+/// The objects themselves are immutable and shared, so a copy can be handed to another thread.
+/// Thread: one owner per copy; copies are independent.
 class ObjectStore {
  public:
   using Map = std::map<ObjectKey, StoredObjectConstPtr>;
@@ -18,14 +20,15 @@ class ObjectStore {
   void upsert(StoredObjectConstPtr object);
   bool erase(const ObjectKey& key);
   const StoredObject* find(const ObjectKey& key) const;
-  size_t size() const { return objects_.size(); }
+  size_t size() const { return objects().size(); }
 
   /// Calls fn(const T&, const StoredObject&) for every object of kind T, in key order.
   template <class T, class Fn>
   void for_each(Fn&& fn) const {
     constexpr Kind kind = kind_for<T>();
-    auto it = objects_.lower_bound(ObjectKey{kind, "", ""});
-    for (; it != objects_.end() && it->first.kind == kind; ++it)
+    const Map& all = objects();
+    auto it = all.lower_bound(ObjectKey{kind, "", ""});
+    for (; it != all.end() && it->first.kind == kind; ++it)
       fn(std::get<T>(it->second->object), *it->second);
   }
 
@@ -36,10 +39,13 @@ class ObjectStore {
     return s ? &std::get<T>(s->object) : nullptr;
   }
 
-  const Map& objects() const { return objects_; }
+  const Map& objects() const;
+  /// Whether both are copies of one unchanged map (then they hold the same objects).
+  bool shares_with(const ObjectStore& other) const { return objects_ == other.objects_; }
 
  private:
-  Map objects_;
+  Map& writable();
+  std::shared_ptr<Map> objects_;  // null: empty
 };
 
 }  // namespace kedge::k8s

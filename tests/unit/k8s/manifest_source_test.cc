@@ -180,6 +180,45 @@ TEST_F(ManifestSourceTest, DuplicatesAcrossFilesAreReported) {
   EXPECT_NE(i.message.find((dir_ / "10-first.yaml").string()), std::string::npos);
 }
 
+TEST_F(ManifestSourceTest, TheNextDefinitionTakesOverWhenTheFirstFileGoes) {
+  write("10-first.yaml", service("a", 80));
+  write("20-second.yaml", service("a", 81));
+  ManifestSource source({dir_});
+  EXPECT_EQ(source.reload().issues.size(), 1u);
+  fs::remove(dir_ / "10-first.yaml");
+  auto load = source.reload();
+  EXPECT_EQ(port_of(load.store, "a"), 81);
+  EXPECT_TRUE(load.issues.empty());
+  write("05-zeroth.yaml", service("a", 79));  // an earlier file name wins at once
+  load = source.reload();
+  EXPECT_EQ(port_of(load.store, "a"), 79);
+  ASSERT_EQ(load.issues.size(), 1u);
+  EXPECT_EQ(load.issues[0].file, (dir_ / "20-second.yaml").string());
+  fs::remove(dir_ / "05-zeroth.yaml");
+  fs::remove(dir_ / "20-second.yaml");
+  EXPECT_EQ(source.reload().store.size(), 0u);
+}
+
+TEST_F(ManifestSourceTest, UnchangedObjectsKeepTheirIdentityWhenTheirFileChanges) {
+  write("all.yaml", service("a", 80) + "---\n" + service("b", 80));
+  write("other.yaml", service("c", 80));
+  ManifestSource source({dir_});
+  auto before = source.reload();
+  auto identity = [](const ObjectStore& store, const std::string& name) {
+    return store.find(ObjectKey{Kind::Service, "default", name});
+  };
+  write("all.yaml", service("a", 80) + "---\n" + service("b", 81));
+  auto after = source.reload();
+  EXPECT_EQ(identity(after.store, "a"), identity(before.store, "a"));  // same text, same line
+  EXPECT_NE(identity(after.store, "b"), identity(before.store, "b"));
+  EXPECT_EQ(port_of(after.store, "b"), 81);
+  EXPECT_EQ(identity(after.store, "c"), identity(before.store, "c"));  // file not read again
+  EXPECT_EQ(port_of(before.store, "b"), 80);  // what was handed out before does not change
+  // Moved down a line: the same object, but its reports would name another line.
+  write("all.yaml", "# moved\n" + service("a", 80) + "---\n" + service("b", 81));
+  EXPECT_NE(identity(source.reload().store, "a"), identity(after.store, "a"));
+}
+
 TEST_F(ManifestSourceTest, MissingFolderIsReported) {
   ManifestSource source({dir_ / "nope"});
   auto load = source.reload();
