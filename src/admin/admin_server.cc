@@ -36,11 +36,14 @@ json snapshot_json(const model::Snapshot& s) {
     return routes;
   };
   json hosts = json::object();
-  for (const auto& [name, vh] : s.exact_hosts) hosts[name] = vhost_json(vh);
-  for (const auto& [suffix, vh] : s.wildcard_hosts) hosts["*" + suffix] = vhost_json(vh);
+  s.exact_hosts.for_each(
+      [&](const std::string& name, const model::VirtualHost& vh) { hosts[name] = vhost_json(vh); });
+  s.wildcard_hosts.for_each([&](const std::string& suffix, const model::VirtualHost& vh) {
+    hosts["*" + suffix] = vhost_json(vh);
+  });
   if (!s.any_host.routes.empty()) hosts["*"] = vhost_json(s.any_host);
   json clusters = json::object();
-  for (const auto& c : s.clusters) {
+  for (const auto& c : s.clusters()) {
     json eps = json::array();
     for (const auto& e : c->endpoints)
       eps.push_back({{"address", e.address.to_string()}, {"pod", e.pod}, {"node", e.node}});
@@ -52,7 +55,7 @@ json snapshot_json(const model::Snapshot& s) {
   json out = {{"generation", s.generation},
               {"hosts", hosts},
               {"clusters", clusters},
-              {"ingresses", s.served_ingresses}};
+              {"ingresses", *s.served_ingresses}};
   if (s.default_backend) out["defaultBackend"] = route_json(*s.default_backend);
   return out;
 }

@@ -92,8 +92,8 @@ json render(const k8s::StoredObject& so, const Resource& r, const control::Publi
   if (!obj["metadata"].contains("creationTimestamp"))
     obj["metadata"]["creationTimestamp"] = nullptr;
   if (r.store_kind == k8s::Kind::Service) {
-    auto it = state.allocations.services.find(m.namespace_ + "/" + m.name);
-    if (it != state.allocations.services.end()) {
+    auto it = state.allocations->services.find(m.namespace_ + "/" + m.name);
+    if (it != state.allocations->services.end()) {
       const translate::ServiceAllocation& a = it->second;
       json& spec = obj["spec"];
       if (!a.cluster_ip.empty()) {
@@ -114,7 +114,7 @@ json render(const k8s::StoredObject& so, const Resource& r, const control::Publi
     }
   }
   if (r.store_kind == k8s::Kind::Ingress) {
-    const auto& served = state.snapshot->served_ingresses;
+    const auto& served = *state.snapshot->served_ingresses;
     std::string id = m.namespace_ + "/" + m.name;
     bool ours = std::binary_search(served.begin(), served.end(), id);
     obj["status"] = {{"loadBalancer", json::object()}};

@@ -12,6 +12,7 @@ namespace kedge::control {
 namespace {
 constexpr auto kQuiet = std::chrono::milliseconds(15);     // wait for writes to settle
 constexpr auto kMaxDelay = std::chrono::milliseconds(60);  // but never longer than this
+constexpr auto kRetire = std::chrono::milliseconds(20);    // before freeing the old snapshot
 }  // namespace
 
 Controller::Controller(k8s::Source& source, translate::Options options,
@@ -35,8 +36,9 @@ Controller::Controller(k8s::Source& source, translate::Options options,
                   state_dir_);
     return;
   }
-  allocations_ = translate::Allocations::from_json(j);
-  spdlog::info("loaded {} Service allocations from {}", allocations_.services.size(), state_dir_);
+  allocations_ =
+      std::make_shared<const translate::Allocations>(translate::Allocations::from_json(j));
+  spdlog::info("loaded {} Service allocations from {}", allocations_->services.size(), state_dir_);
 }
 
 void Controller::save_allocations() {
@@ -47,7 +49,7 @@ void Controller::save_allocations() {
   fs::path tmp = fs::path(state_dir_) / "allocations.json.tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << allocations_.to_json().dump(2) << "\n";
+    out << allocations_->to_json().dump(2) << "\n";
     if (!out) {
       spdlog::error("cannot write {}", tmp.string());
       return;
@@ -80,16 +82,26 @@ void Controller::resolve_external_names(const k8s::ObjectStore& store) {
 }
 
 size_t Controller::load_now() {
-  auto started = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  auto started = Clock::now();
+  auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
   k8s::SourceLoad load = source_.reload();
-  translate::AllocationResult allocated = translate::allocate(load.store, allocations_, allocator_);
-  if (allocated.allocations != allocations_) {
-    allocations_ = std::move(allocated.allocations);
+  double read_ms = ms_since(started);
+  auto phase = Clock::now();
+  translate::AllocationResult allocated =
+      translate::allocate(load.store, *allocations_, allocator_);
+  if (allocated.allocations != *allocations_) {
+    allocations_ = std::make_shared<const translate::Allocations>(std::move(allocated.allocations));
     save_allocations();
   }
   resolve_external_names(load.store);
+  double allocate_ms = ms_since(phase);
+  phase = Clock::now();
   translate::Translation t =
-      translate::translate(load.store, options_, ++generation_, &allocations_);
+      translator_.translate(load.store, options_, ++generation_, allocations_);
+  double translate_ms = ms_since(phase);
   auto state = std::make_shared<PublishedState>();
   state->issues = std::move(load.issues);
   state->issues.insert(state->issues.end(), allocated.issues.begin(), allocated.issues.end());
@@ -103,14 +115,21 @@ size_t Controller::load_now() {
   state->snapshot = t.snapshot;
   state->published_at = std::chrono::system_clock::now();
   for (const auto& issue : state->issues) spdlog::warn("config: {}", issue.to_string());
+  phase = Clock::now();
   publish_(t.snapshot);
+  double publish_ms = ms_since(phase);
   size_t n = state->issues.size();
-  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started);
+  const translate::Translator::Work work = translator_.last_work();
   spdlog::info(
-      "snapshot generation={} files={} objects={} ingresses={} clusters={} issues={} "
-      "took_ms={:.1f}",
-      generation_, load.files, state->store.size(), t.snapshot->served_ingresses.size(),
-      t.snapshot->clusters.size(), n, ms.count());
+      "snapshot generation={} files={} objects={} ingresses={} hosts={} issues={} took_ms={:.1f} "
+      "(read {:.1f}, allocate {:.1f}, translate {:.1f}: {} Ingresses, {} Services, {} hosts "
+      "built again; publish {:.1f})",
+      generation_, load.files, state->store.size(), t.snapshot->served_ingresses->size(),
+      t.snapshot->exact_hosts.size() + t.snapshot->wildcard_hosts.size(), n, ms_since(started),
+      read_ms, allocate_ms, translate_ms, work.ingresses, work.services, work.hosts, publish_ms);
+  // The previous snapshot is let go here, on the control thread, once the workers have moved
+  // on, so that a worker never pays for freeing it (see run()).
+  retired_ = previous ? previous->snapshot : nullptr;
   slot_.set(std::move(state));
   if (on_published_) on_published_();
   return n;
@@ -119,6 +138,12 @@ size_t Controller::load_now() {
 void Controller::run() {
   std::unique_lock lock(mutex_);
   while (true) {
+    if (retired_) {
+      // Workers take a new snapshot within microseconds; give them a moment, then free the old
+      // one here unless a request still holds it.
+      cv_.wait_for(lock, kRetire, [&] { return dirty_ || stopping_; });
+      retired_.reset();
+    }
     cv_.wait(lock, [&] { return dirty_ || stopping_; });
     if (stopping_) return;
     auto first = std::chrono::steady_clock::now();

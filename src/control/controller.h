@@ -40,12 +40,15 @@ class Controller {
 
   translate::Options options_;
   translate::CertificateCache certificates_;
+  translate::Translator translator_;
   translate::AllocatorConfig allocator_;
   std::string state_dir_;
-  translate::Allocations allocations_;
+  std::shared_ptr<const translate::Allocations> allocations_ =
+      std::make_shared<const translate::Allocations>();
   StateSlot& slot_;
   Publish publish_;
   uint64_t generation_ = 0;
+  model::SnapshotConstPtr retired_;  // the snapshot before the current one, freed by run()
   uint64_t issues_total_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;

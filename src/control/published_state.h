@@ -17,9 +17,11 @@ struct PublishedState {
   k8s::ObjectStore store;
   model::SnapshotConstPtr snapshot;
   k8s::Issues issues;
-  translate::Allocations allocations;  // Services' ClusterIPs, NodePorts, LoadBalancer IPs
-  uint64_t reloads = 0;                // successful publications so far
-  uint64_t issues_total = 0;           // issues reported over all loads
+  /// Services' ClusterIPs, NodePorts, LoadBalancer IPs (shared while they do not change).
+  std::shared_ptr<const translate::Allocations> allocations =
+      std::make_shared<const translate::Allocations>();
+  uint64_t reloads = 0;       // successful publications so far
+  uint64_t issues_total = 0;  // issues reported over all loads
   std::chrono::system_clock::time_point published_at;
 };
 using PublishedStateConstPtr = std::shared_ptr<const PublishedState>;

@@ -59,8 +59,8 @@ json publish_entries(const StatusWriterOptions& options, const PublishedState& s
     json from_status = current_entries(so->raw);
     if (!from_status.empty()) return from_status;
     const auto& svc = std::get<k8s::Service>(so->object);
-    auto alloc = state.allocations.services.find(ns + "/" + name);
-    if (alloc != state.allocations.services.end() && !alloc->second.load_balancer_ip.empty()) {
+    auto alloc = state.allocations->services.find(ns + "/" + name);
+    if (alloc != state.allocations->services.end() && !alloc->second.load_balancer_ip.empty()) {
       out.push_back(address_entry(alloc->second.load_balancer_ip));
       return out;
     }
@@ -137,8 +137,8 @@ asio::awaitable<bool> StatusWriter::reconcile() {
   if (!state || !state->snapshot) co_return true;
   bool ok = true;
   json entries = publish_entries(options_, *state);
-  std::set<std::string> served(state->snapshot->served_ingresses.begin(),
-                               state->snapshot->served_ingresses.end());
+  std::set<std::string> served(state->snapshot->served_ingresses->begin(),
+                               state->snapshot->served_ingresses->end());
   std::vector<std::pair<const k8s::StoredObject*, json>> writes;
   state->store.for_each<k8s::Ingress>([&](const k8s::Ingress& ing, const k8s::StoredObject& so) {
     bool is_served = served.contains(ing.meta.namespace_ + "/" + ing.meta.name);
@@ -148,8 +148,8 @@ asio::awaitable<bool> StatusWriter::reconcile() {
   state->store.for_each<k8s::Service>([&](const k8s::Service& svc, const k8s::StoredObject& so) {
     if (!options_.service_status || !ours(svc, options_.default_lb_class)) return;
     json want = json::array();
-    auto alloc = state->allocations.services.find(svc.meta.namespace_ + "/" + svc.meta.name);
-    if (alloc != state->allocations.services.end() && !alloc->second.load_balancer_ip.empty())
+    auto alloc = state->allocations->services.find(svc.meta.namespace_ + "/" + svc.meta.name);
+    if (alloc != state->allocations->services.end() && !alloc->second.load_balancer_ip.empty())
       want.push_back({{"ip", alloc->second.load_balancer_ip}});
     if (current_entries(so.raw) != want) writes.emplace_back(&so, std::move(want));
   });

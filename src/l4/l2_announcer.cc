@@ -76,8 +76,7 @@ std::map<std::string, std::optional<std::set<std::string>>> lb_candidates(
       continue;
     }
     const model::Cluster* all = nullptr;
-    if (auto sp = snapshot.service_ports.find(l.service); sp != snapshot.service_ports.end())
-      all = sp->second.get();
+    if (const auto* sp = snapshot.service_ports.find(l.service)) all = sp->get();
     for (const auto& other : snapshot.l4_listeners)
       if (!all && other.service == l.service && other.role == model::L4Role::ClusterIP &&
           other.cluster && other.cluster->node.empty())

@@ -118,21 +118,37 @@ const VirtualHost* Snapshot::find_host(std::string_view host) const {
     if (!normalize_host(host, normalized)) return &any_host;
     host = normalized;
   }
-  if (auto it = exact_hosts.find(host); it != exact_hosts.end()) return &it->second;
+  if (const VirtualHost* vh = exact_hosts.find(host)) return vh;
   if (auto dot = host.find('.'); dot != std::string_view::npos && dot > 0) {
-    if (auto it = wildcard_hosts.find(host.substr(dot)); it != wildcard_hosts.end())
-      return &it->second;
+    if (const VirtualHost* vh = wildcard_hosts.find(host.substr(dot))) return vh;
   }
   return &any_host;
+}
+
+std::vector<ClusterConstPtr> Snapshot::clusters() const {
+  std::vector<ClusterConstPtr> out;
+  auto add = [&](const VirtualHost& vh) {
+    for (const Route& r : vh.routes)
+      if (r.cluster) out.push_back(r.cluster);
+  };
+  exact_hosts.for_each([&](const std::string&, const VirtualHost& vh) { add(vh); });
+  wildcard_hosts.for_each([&](const std::string&, const VirtualHost& vh) { add(vh); });
+  add(any_host);
+  if (default_backend && default_backend->cluster) out.push_back(default_backend->cluster);
+  std::sort(out.begin(), out.end(), [](const ClusterConstPtr& a, const ClusterConstPtr& b) {
+    return std::tie(a->name, a->lb, a) < std::tie(b->name, b->lb, b);
+  });
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 const tls::ServerContext* Snapshot::certificate_for(std::string_view name) const {
   std::string lower;
   if (!name.empty() && normalize_host(name, lower)) {
-    if (auto it = certificates.find(lower); it != certificates.end()) return it->second.get();
+    if (const auto* c = certificates.find(lower)) return c->get();
     if (auto dot = lower.find('.'); dot != std::string::npos && dot > 0) {
       std::string wildcard = "*" + lower.substr(dot);
-      if (auto it = certificates.find(wildcard); it != certificates.end()) return it->second.get();
+      if (const auto* c = certificates.find(wildcard)) return c->get();
     }
   }
   return default_certificate.get();

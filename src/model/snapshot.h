@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -135,7 +136,71 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using HostMap = std::unordered_map<std::string, VirtualHost, StringHash, std::equal_to<>>;
+/// A string-keyed map that consecutive snapshots share: entries live in fixed shards, each an
+/// immutable hash map held by shared_ptr. A copy shares every shard; writing to a copy first
+/// copies the one shard written to. So a change of a few entries in a map of 10,000 copies a few
+/// hundred entries, not the map. Lookups cost one hash more than a plain unordered_map.
+/// Thread: a map being written has one owner; shards shared with published snapshots are never
+/// written (they are copied first).
+template <class V>
+class SharedMap {
+ public:
+  using Shard = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+  static constexpr size_t kShards = 64;
+
+  const V* find(std::string_view key) const {
+    const auto& shard = shards_[shard_of(key)];
+    if (!shard) return nullptr;
+    auto it = shard->find(key);
+    return it == shard->end() ? nullptr : &it->second;
+  }
+  bool contains(std::string_view key) const { return find(key) != nullptr; }
+  const V& at(std::string_view key) const {
+    if (const V* v = find(key)) return *v;
+    throw std::out_of_range(std::string(key));
+  }
+  size_t size() const {
+    size_t n = 0;
+    for (const auto& shard : shards_) n += shard ? shard->size() : 0;
+    return n;
+  }
+  bool empty() const { return size() == 0; }
+  /// fn(const std::string& key, const V& value) for every entry, in no particular order.
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (const auto& shard : shards_)
+      if (shard)
+        for (const auto& [k, v] : *shard) fn(k, v);
+  }
+  /// The entry for `key`, made if missing, in a shard this map alone holds.
+  V& operator[](std::string_view key) {
+    Shard& shard = writable(key);
+    auto it = shard.find(key);
+    if (it == shard.end()) it = shard.emplace(std::string(key), V{}).first;
+    return it->second;
+  }
+  void erase(std::string_view key) {
+    if (!contains(key)) return;
+    Shard& shard = writable(key);
+    shard.erase(shard.find(key));
+  }
+
+ private:
+  static size_t shard_of(std::string_view key) {
+    // The high bits: the shard's own hash table uses the low ones.
+    return (StringHash{}(key) >> 32) % kShards;
+  }
+  Shard& writable(std::string_view key) {
+    auto& shard = shards_[shard_of(key)];
+    if (!shard)
+      shard = std::make_shared<Shard>();
+    else if (shard.use_count() > 1)  // shared with another snapshot: copy it first
+      shard = std::make_shared<Shard>(*shard);
+    return *shard;
+  }
+  std::array<std::shared_ptr<Shard>, kShards> shards_;
+};
+using HostMap = SharedMap<VirtualHost>;
 
 /// Everything the data plane needs to route, immutable once published. Workers hold a
 /// shared_ptr to the current one; a request keeps the snapshot it started with.
@@ -146,12 +211,11 @@ struct Snapshot {
   HostMap wildcard_hosts;  // ".example.com" (the suffix after '*') → vhost
   VirtualHost any_host;    // rules without a host
   std::optional<Route> default_backend;
-  std::vector<ClusterConstPtr> clusters;
-  std::vector<std::string> served_ingresses;  // "namespace/name", sorted
+  /// "namespace/name" of every Ingress served, sorted (shared while it does not change).
+  std::shared_ptr<const std::vector<std::string>> served_ingresses =
+      std::make_shared<const std::vector<std::string>>();
   /// TLS certificates by SNI name: "host" or "*.suffix" (from Ingress spec.tls).
-  std::unordered_map<std::string, std::shared_ptr<const tls::ServerContext>, StringHash,
-                     std::equal_to<>>
-      certificates;
+  SharedMap<std::shared_ptr<const tls::ServerContext>> certificates;
   std::shared_ptr<const tls::ServerContext> default_certificate;
   /// Exact name, then a wildcard for one more label, then the default certificate.
   const tls::ServerContext* certificate_for(std::string_view server_name) const;
@@ -159,7 +223,10 @@ struct Snapshot {
   std::vector<HealthCheckListener> health_checks;
   /// Every TCP Service port by "namespace/name:port" and "namespace/name:portname", for the
   /// API proxy.
-  std::unordered_map<std::string, ClusterConstPtr, StringHash, std::equal_to<>> service_ports;
+  SharedMap<ClusterConstPtr> service_ports;
+
+  /// Every cluster a route leads to, once each, by name.
+  std::vector<ClusterConstPtr> clusters() const;
 
   /// Picks the virtual host for a Host header value (any case, port allowed): exact name first,
   /// then a wildcard covering exactly one more label, then the rules without a host.

@@ -53,12 +53,12 @@ ApiProxyTarget resolve_api_proxy(const model::Snapshot& snapshot, std::string_vi
     name = name.substr(0, colon);
   }
   std::string key = std::string(parts[0]) + "/" + std::string(name) + ":" + std::string(port);
-  auto it = snapshot.service_ports.find(key);
-  if (it == snapshot.service_ports.end()) {
+  const model::ClusterConstPtr* found = snapshot.service_ports.find(key);
+  if (!found) {
     out.status = 404;
     return out;
   }
-  out.cluster = it->second;
+  out.cluster = *found;
   out.upstream_target = std::string(rest) + std::string(query);
   return out;
 }

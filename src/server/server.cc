@@ -110,7 +110,8 @@ bool service_config(ServeOptions& o) {
 /// Every certificate a snapshot may serve, for the OCSP stapler.
 std::vector<tls::ServerContextConstPtr> certificates_of(const model::Snapshot& snapshot) {
   std::vector<tls::ServerContextConstPtr> out;
-  for (const auto& [_, context] : snapshot.certificates) out.push_back(context);
+  snapshot.certificates.for_each(
+      [&](const std::string&, const tls::ServerContextConstPtr& c) { out.push_back(c); });
   if (snapshot.default_certificate) out.push_back(snapshot.default_certificate);
   return out;
 }
@@ -129,7 +130,7 @@ int run_check(const std::vector<std::string>& manifests, const translate::Option
       ++n;
     }
   std::cout << load.files << " files, " << load.store.size() << " objects, "
-            << t.snapshot->served_ingresses.size() << " Ingresses served, " << n << " problems\n";
+            << t.snapshot->served_ingresses->size() << " Ingresses served, " << n << " problems\n";
   return n == 0 ? 0 : 1;
 }
 

@@ -10,166 +10,35 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 namespace kedge::translate {
 namespace {
 
 using k8s::Issue;
+using k8s::ObjectKey;
 using k8s::StoredObject;
 
-/// Translation state for one run: indexes over the store and the clusters built so far.
-class Builder {
- public:
-  Builder(const k8s::ObjectStore& store, const Options& options, k8s::Issues& issues)
-      : store_(store), options_(options), issues_(issues) {
-    store.for_each<k8s::EndpointSlice>([&](const k8s::EndpointSlice& s, const StoredObject&) {
-      slices_[{s.meta.namespace_, s.service_name()}].push_back(&s);
-    });
-  }
-
+/// Collects what is left out, naming the object and field.
+struct Reporter {
+  k8s::Issues& issues;
   void report(const StoredObject& so, std::string field, std::string message) {
     const k8s::ObjectMeta& m = k8s::meta_of(so.object);
-    issues_.push_back(Issue{so.origin.file, so.origin.line,
-                            std::string(k8s::kind_name(k8s::kind_of(so.object))), m.namespace_,
-                            m.name, std::move(field), std::move(message)});
+    issues.push_back(Issue{so.origin.file, so.origin.line,
+                           std::string(k8s::kind_name(k8s::kind_of(so.object))), m.namespace_,
+                           m.name, std::move(field), std::move(message)});
   }
-
-  /// The cluster behind an Ingress service backend; one per (service, port, policy).
-  model::ClusterConstPtr cluster(const StoredObject& ing_so, const std::string& ns,
-                                 const k8s::IngressServiceBackend& backend, model::LbPolicy policy,
-                                 const std::string& field) {
-    std::string port_text =
-        backend.port.number ? std::to_string(*backend.port.number) : backend.port.name;
-    std::string name = fmt::format("{}/{}:{}", ns, backend.name, port_text);
-    std::string key = name + (policy == model::LbPolicy::LeastRequest ? "#lr" : "");
-    if (auto it = clusters_.find(key); it != clusters_.end()) {
-      // Every backend that uses a broken Service is reported, not only the first one.
-      if (!it->second->problem.empty()) report(ing_so, field, it->second->problem);
-      return it->second;
-    }
-    auto c = std::make_shared<model::Cluster>();
-    c->name = name;
-    c->lb = policy;
-    fill_endpoints(*c, ns, backend);
-    if (!c->problem.empty()) report(ing_so, field, c->problem);
-    clusters_.emplace(key, c);
-    return c;
-  }
-
-  std::vector<model::ClusterConstPtr> clusters() const {
-    std::vector<model::ClusterConstPtr> out;
-    for (auto& [k, c] : clusters_) out.push_back(c);
-    return out;
-  }
-
- private:
-  void fill_endpoints(model::Cluster& c, const std::string& ns,
-                      const k8s::IngressServiceBackend& backend) {
-    const k8s::Service* svc = store_.get<k8s::Service>(ns, backend.name);
-    if (!svc) {
-      c.problem = fmt::format("service \"{}/{}\" not found", ns, backend.name);
-      return;
-    }
-    const k8s::ServicePort* sp = nullptr;
-    for (const auto& p : svc->ports) {
-      if (backend.port.number ? p.port == *backend.port.number : p.name == backend.port.name) {
-        sp = &p;
-        break;
-      }
-    }
-    if (svc->type == "ExternalName") {
-      fill_external_name(c, *svc, backend, sp);
-      return;
-    }
-    if (!sp) {
-      c.problem = fmt::format("service \"{}/{}\" has no port {}", ns, backend.name,
-                              backend.port.number ? std::to_string(*backend.port.number)
-                                                  : "named \"" + backend.port.name + "\"");
-      return;
-    }
-    if (sp->protocol != "TCP") {
-      c.problem = fmt::format("service port {} is {}, not TCP", sp->port, sp->protocol);
-      return;
-    }
-    c.endpoints = endpoints_for(*svc, *sp, "");
-    if (c.endpoints.empty())
-      c.problem = fmt::format("service \"{}/{}\" port {} has no ready endpoints", ns, backend.name,
-                              sp->port);
-  }
-
-  /// ExternalName: the control thread resolved the name by DNS before translating.
-  void fill_external_name(model::Cluster& c, const k8s::Service& svc,
-                          const k8s::IngressServiceBackend& backend, const k8s::ServicePort* sp) {
-    int32_t port = sp ? (sp->target_port.number ? *sp->target_port.number : sp->port)
-                      : backend.port.number.value_or(0);
-    if (port <= 0) {
-      c.problem = fmt::format("ExternalName service \"{}/{}\" has no port {}", svc.meta.namespace_,
-                              svc.meta.name, backend.port.name);
-      return;
-    }
-    auto it = options_.external_names.find(svc.external_name);
-    if (it == options_.external_names.end() || it->second.empty()) {
-      c.problem = fmt::format("ExternalName \"{}\" of service \"{}/{}\" did not resolve",
-                              svc.external_name, svc.meta.namespace_, svc.meta.name);
-      return;
-    }
-    for (const auto& ip : it->second)
-      if (auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port)))
-        c.endpoints.push_back({*addr, svc.external_name, ""});
-  }
-
- public:
-  /// The endpoints of one Service port that may take traffic, as kube-proxy chooses them: ready
-  /// ones; when none is ready, serving-and-terminating ones (so a rolling update never drops to
-  /// zero). With `node` set, only endpoints on that node (traffic policy Local).
-  /// `all_ready` (optional) says whether the result holds ready endpoints only.
-  std::vector<model::Endpoint> endpoints_for(const k8s::Service& svc, const k8s::ServicePort& sp,
-                                             const std::string& node, bool* all_ready = nullptr) {
-    const std::string& ns = svc.meta.namespace_;
-    std::vector<model::Endpoint> ready, terminating;
-    std::set<model::SocketAddress> seen;
-    auto add = [&](const k8s::Endpoint& ep, int32_t port) {
-      if (port <= 0) return;
-      if (!node.empty() && ep.node_name != node) return;
-      bool use_ready = ep.conditions.ready;
-      bool use_fallback =
-          !ep.conditions.ready && ep.conditions.serving && ep.conditions.terminating;
-      if (!use_ready && !use_fallback) return;
-      for (const auto& ip : ep.addresses) {
-        auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
-        if (!addr || !seen.insert(*addr).second) continue;
-        (use_ready ? ready : terminating).push_back({*addr, ep.target_pod, ep.node_name});
-      }
-    };
-    auto slices = slices_.find({ns, svc.meta.name});
-    if (slices != slices_.end()) {
-      for (const k8s::EndpointSlice* s : slices->second) {
-        if (s->address_type == "FQDN") continue;
-        // EndpointSlice ports carry the Service port's name, and the target port as number.
-        int32_t port = 0;
-        for (const auto& p : s->ports)
-          if (p.name == sp.name && p.protocol == sp.protocol) port = p.port;
-        for (const auto& ep : s->endpoints) add(ep, port);
-      }
-    } else if (const k8s::Endpoints* eps = store_.get<k8s::Endpoints>(ns, svc.meta.name)) {
-      for (const auto& subset : eps->subsets) {
-        int32_t port = 0;
-        for (const auto& p : subset.ports)
-          if (p.name == sp.name && p.protocol == sp.protocol) port = p.port;
-        for (const auto& ep : subset.addresses) add(ep, port);
-      }
-    }
-    if (all_ready) *all_ready = !ready.empty();
-    return !ready.empty() ? std::move(ready) : std::move(terminating);
-  }
-
- private:
-  const k8s::ObjectStore& store_;
-  const Options& options_;
-  k8s::Issues& issues_;
-  std::map<std::pair<std::string, std::string>, std::vector<const k8s::EndpointSlice*>> slices_;
-  std::map<std::string, model::ClusterConstPtr> clusters_;
 };
+
+ObjectKey service_key(const std::string& ns, const std::string& name) {
+  return ObjectKey{k8s::Kind::Service, ns, name};
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 int64_t parse_size(const std::string& v) {
   // nginx size syntax: 1m, 512k, 0 (unlimited), or plain bytes.
@@ -196,7 +65,7 @@ int64_t parse_seconds(const std::string& v) {
 }
 
 /// ingress-nginx's per-client limit annotations; null when the Ingress sets none.
-std::shared_ptr<const model::ClientLimits> client_limits(Builder& b, const StoredObject& so,
+std::shared_ptr<const model::ClientLimits> client_limits(Reporter& b, const StoredObject& so,
                                                          const k8s::Ingress& ing) {
   auto annotation = [&](const char* suffix) {
     std::string key = std::string("nginx.ingress.kubernetes.io/") + suffix;
@@ -248,7 +117,7 @@ std::shared_ptr<const model::ClientLimits> client_limits(Builder& b, const Store
   return std::make_shared<const model::ClientLimits>(std::move(limits));
 }
 
-model::RouteOptions route_options(Builder& b, const StoredObject& so, const k8s::Ingress& ing) {
+model::RouteOptions route_options(Reporter& b, const StoredObject& so, const k8s::Ingress& ing) {
   model::RouteOptions o;
   o.client_limits = client_limits(b, so, ing);
   auto read = [&](const char* suffix, auto parse, int64_t& into) {
@@ -287,6 +156,80 @@ model::LbPolicy lb_policy(const k8s::Ingress& ing) {
                                              : model::LbPolicy::RoundRobin;
 }
 
+using SliceIndex =
+    std::map<std::pair<std::string, std::string>, std::vector<const k8s::EndpointSlice*>>;
+
+void index_slice(SliceIndex& index, const k8s::EndpointSlice* slice, bool add) {
+  auto& list = index[{slice->meta.namespace_, slice->service_name()}];
+  // Name order, as the store holds them, so endpoint order does not depend on history.
+  auto at = std::lower_bound(list.begin(), list.end(), slice,
+                             [](auto* a, auto* b) { return a->meta.name < b->meta.name; });
+  if (add) {
+    list.insert(at, slice);
+  } else if (at != list.end() && *at == slice) {
+    list.erase(at);
+    if (list.empty()) index.erase({slice->meta.namespace_, slice->service_name()});
+  }
+}
+
+/// The endpoints of one Service port that may take traffic, as kube-proxy chooses them: ready
+/// ones; when none is ready, serving-and-terminating ones (so a rolling update never drops to
+/// zero). With `node` set, only endpoints on that node (traffic policy Local).
+/// `all_ready` (optional) says whether the result holds ready endpoints only.
+std::vector<model::Endpoint> endpoints_for(const k8s::ObjectStore& store, const SliceIndex& slices,
+                                           const k8s::Service& svc, const k8s::ServicePort& sp,
+                                           const std::string& node, bool* all_ready = nullptr) {
+  const std::string& ns = svc.meta.namespace_;
+  std::vector<model::Endpoint> ready, terminating;
+  // An address listed twice is used once: a scan while there are few, a set past that.
+  std::set<model::SocketAddress> seen;
+  auto is_new = [&](const model::SocketAddress& addr) {
+    constexpr size_t kScan = 32;
+    if (ready.size() + terminating.size() < kScan) {
+      for (const auto* v : {&ready, &terminating})
+        for (const auto& e : *v)
+          if (e.address == addr) return false;
+      return true;
+    }
+    if (seen.empty())
+      for (const auto* v : {&ready, &terminating})
+        for (const auto& e : *v) seen.insert(e.address);
+    return seen.insert(addr).second;
+  };
+  auto add = [&](const k8s::Endpoint& ep, int32_t port) {
+    if (port <= 0) return;
+    if (!node.empty() && ep.node_name != node) return;
+    bool use_ready = ep.conditions.ready;
+    bool use_fallback = !ep.conditions.ready && ep.conditions.serving && ep.conditions.terminating;
+    if (!use_ready && !use_fallback) return;
+    for (const auto& ip : ep.addresses) {
+      auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
+      if (!addr || !is_new(*addr)) continue;
+      (use_ready ? ready : terminating).push_back({*addr, ep.target_pod, ep.node_name});
+    }
+  };
+  auto found = slices.find({ns, svc.meta.name});
+  if (found != slices.end()) {
+    for (const k8s::EndpointSlice* s : found->second) {
+      if (s->address_type == "FQDN") continue;
+      // EndpointSlice ports carry the Service port's name, and the target port as number.
+      int32_t port = 0;
+      for (const auto& p : s->ports)
+        if (p.name == sp.name && p.protocol == sp.protocol) port = p.port;
+      for (const auto& ep : s->endpoints) add(ep, port);
+    }
+  } else if (const k8s::Endpoints* eps = store.get<k8s::Endpoints>(ns, svc.meta.name)) {
+    for (const auto& subset : eps->subsets) {
+      int32_t port = 0;
+      for (const auto& p : subset.ports)
+        if (p.name == sp.name && p.protocol == sp.protocol) port = p.port;
+      for (const auto& ep : subset.addresses) add(ep, port);
+    }
+  }
+  if (all_ready) *all_ready = !ready.empty();
+  return !ready.empty() ? std::move(ready) : std::move(terminating);
+}
+
 }  // namespace
 
 bool serves_ingress(const k8s::ObjectStore& store, const Options& options,
@@ -307,260 +250,678 @@ bool serves_ingress(const k8s::ObjectStore& store, const Options& options,
   return default_ours;
 }
 
+// ------------------------------------------------------------------------------------------------
+// What each object contributes, kept between translations. An Ingress's part depends on the
+// Ingress, the Services its backends name (with their EndpointSlices or Endpoints) and the
+// Secrets its spec.tls names; a Service's part on the Service, its endpoints and its allocation.
+// Everything that settles one object against another (conflicting paths, the default backend,
+// which certificate a host gets, HTTPS redirects) is decided when the parts are assembled, so a
+// part never goes stale because of another object.
+
+struct Translator::IngressPart {
+  k8s::StoredObjectConstPtr so;             // the version translated
+  std::pair<std::string, ObjectKey> order;  // creation time, key: older Ingresses win conflicts
+  bool served = false;
+  std::string id;                       // "namespace/name"
+  std::vector<ObjectKey> deps;          // Services and Secrets read
+  std::vector<std::string> rule_hosts;  // lower case, once each ("" for rules without a host)
+  std::vector<std::string> hosts;       // rule hosts and certificate hosts
+  k8s::Issues issues;                   // annotations and certificates
+  std::vector<std::pair<std::string, tls::ServerContextConstPtr>> certificates;  // lower-case host
+  bool redirect_allowed = true;  // not nginx.ingress.kubernetes.io/ssl-redirect: "false"
+  struct PathRoute {
+    std::string host;  // lower case; "" for rules without a host
+    model::Route route;
+    std::string cluster_key;  // empty: a resource backend (no cluster)
+    std::string field;        // where a problem of this backend is reported
+    std::string problem;      // reported when the route is used
+  };
+  std::optional<PathRoute> default_backend;
+  std::vector<PathRoute> routes;  // rule and path order
+};
+
+struct Translator::ServicePart {
+  std::vector<std::pair<std::string, model::ClusterConstPtr>> ports;  // service_ports entries
+  std::vector<model::L4Listener> l4;
+  std::vector<model::HealthCheckListener> health;
+  k8s::Issues issues;
+};
+
+struct Translator::State {
+  bool primed = false;
+  k8s::ObjectStore store;  // what the parts were built from
+  Options options;
+  std::shared_ptr<const Allocations> allocations;
+  SliceIndex slices;
+  std::map<ObjectKey, std::map<std::string, model::ClusterConstPtr>> clusters;  // by Service
+  std::map<ObjectKey, IngressPart> ingresses;
+  std::map<ObjectKey, ServicePart> services;
+  std::map<ObjectKey, std::set<ObjectKey>> dependents;  // Service or Secret → Ingresses
+  // Assembly: what each host is built from, and what must be built again.
+  std::unordered_map<std::string, std::vector<const IngressPart*>> hosts;
+  std::set<std::string> dirty_hosts;
+  std::map<std::string, k8s::Issues> host_issues;  // conflicts and backend problems, by host
+  std::set<std::pair<std::pair<std::string, ObjectKey>, const IngressPart*>> defaults;
+  std::set<std::string> served;
+  std::shared_ptr<const std::vector<std::string>> served_list;
+  std::vector<std::string> stale_ports;  // service_ports keys of Service parts dropped
+  model::SnapshotConstPtr previous;      // the next snapshot starts from its shared maps
+};
+
+Translator::Translator() : state_(std::make_unique<State>()) {}
+Translator::~Translator() = default;
+Translator::Translator(Translator&&) noexcept = default;
+Translator& Translator::operator=(Translator&&) noexcept = default;
+
 namespace {
 
-/// Service ports as the L4 data plane and the API proxy see them.
-void build_services(Builder& b, const k8s::ObjectStore& store, const Options& options,
-                    const Allocations* allocations, model::Snapshot& snap) {
-  store.for_each<k8s::Service>([&](const k8s::Service& svc, const StoredObject& so) {
-    if (svc.type == "ExternalName") return;
-    const std::string id = svc.meta.namespace_ + "/" + svc.meta.name;
-    const ServiceAllocation* alloc = nullptr;
-    if (allocations) {
-      auto it = allocations->services.find(id);
-      if (it != allocations->services.end()) alloc = &it->second;
-    }
-    // Like kube-proxy, the health check counts this node's ready endpoints by address: a pod
-    // serving several ports is one endpoint, and terminating ones do not count.
-    std::set<std::array<uint8_t, 16>> local_ready;
-    for (size_t i = 0; i < svc.ports.size(); ++i) {
-      const k8s::ServicePort& sp = svc.ports[i];
-      if (sp.protocol == "SCTP") {
-        b.report(so, fmt::format("spec.ports[{}].protocol", i), "SCTP is not forwarded by kedge");
-        continue;
-      }
-      auto make = [&](const std::string& node) {
-        auto c = std::make_shared<model::Cluster>();
-        c->name =
-            fmt::format("{}:{}/{}{}", id, sp.port, sp.protocol, node.empty() ? "" : "@" + node);
-        c->node = node;
-        bool ready = false;
-        c->endpoints = b.endpoints_for(svc, sp, node, &ready);
-        if (!node.empty() && ready)
-          for (const auto& e : c->endpoints) local_ready.insert(e.address.ip);
-        return c;
-      };
-      model::ClusterConstPtr all = make("");
-      if (sp.protocol == "TCP") {
-        snap.service_ports[fmt::format("{}:{}", id, sp.port)] = all;
-        if (!sp.name.empty()) snap.service_ports[fmt::format("{}:{}", id, sp.name)] = all;
-        snap.service_ports.try_emplace(id + ":", all);  // no port named: the first one
-      }
-      if (!alloc) continue;
-      model::ClusterConstPtr local;
-      auto local_cluster = [&] {
-        if (!local) local = make(options.node_name);
-        return local;
-      };
-      auto proto = sp.protocol == "UDP" ? model::L4Protocol::Udp : model::L4Protocol::Tcp;
-      uint32_t affinity = svc.session_affinity == "ClientIP"
-                              ? static_cast<uint32_t>(svc.session_affinity_timeout_seconds)
-                              : 0;
-      std::string name =
-          fmt::format("{}:{}", id, sp.name.empty() ? std::to_string(sp.port) : sp.name);
-      auto add = [&](const std::string& ip, int32_t port, model::L4Role role,
-                     model::ClusterConstPtr cluster) {
-        auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
-        if (!addr) return;
-        snap.l4_listeners.push_back({*addr, proto, role, name, std::move(cluster), affinity});
-      };
-      if (!alloc->cluster_ip.empty() && alloc->cluster_ip != "None")
-        add(alloc->cluster_ip, sp.port, model::L4Role::ClusterIP,
-            svc.internal_traffic_policy == "Local" ? local_cluster() : all);
-      bool external_local = svc.external_traffic_policy == "Local";
-      if (auto np = alloc->node_ports.find(port_key(sp)); np != alloc->node_ports.end())
-        for (const auto& node_ip : options.node_addresses)
-          add(node_ip, np->second, model::L4Role::NodePort, external_local ? local_cluster() : all);
-      if (!alloc->load_balancer_ip.empty())
-        add(alloc->load_balancer_ip, sp.port, model::L4Role::LoadBalancer,
-            external_local ? local_cluster() : all);
-      if (external_local) local_cluster();
-    }
-    if (alloc && alloc->health_check_node_port)
-      for (const auto& node_ip : options.node_addresses)
-        if (auto addr = model::SocketAddress::parse(
-                node_ip, static_cast<uint16_t>(alloc->health_check_node_port)))
-          snap.health_checks.push_back(
-              {*addr, svc.meta.namespace_, svc.meta.name, local_ready.size()});
-  });
-}
-
-using ServedIngresses = std::vector<std::pair<const k8s::Ingress*, const StoredObject*>>;
-
-/// Certificates from the Secrets named in spec.tls of served Ingresses, by host; the oldest
-/// Ingress wins a host named twice.
-void build_certificates(Builder& b, const k8s::ObjectStore& store, const Options& options,
-                        const ServedIngresses& served, model::Snapshot& snap) {
-  snap.default_certificate = options.fallback_certificate;
-  if (!options.certificates) return;
-  CertificateCache& cache = *options.certificates;
-  cache.retain(store);
-  if (!options.default_ssl_certificate.empty()) {
-    auto slash = options.default_ssl_certificate.find('/');
-    const k8s::Secret* secret =
-        slash == std::string::npos
-            ? nullptr
-            : store.get<k8s::Secret>(options.default_ssl_certificate.substr(0, slash),
-                                     options.default_ssl_certificate.substr(slash + 1));
-    if (secret) {
-      auto found = cache.get(*secret);
-      if (found.context) snap.default_certificate = found.context;
-      if (!found.error.empty())
-        spdlog::warn("--default-ssl-certificate {}: {}", options.default_ssl_certificate,
-                     found.error);
-    } else {
-      spdlog::warn("--default-ssl-certificate {}: Secret not found; using the self-signed one",
-                   options.default_ssl_certificate);
-    }
-  }
-  for (auto [ing, so] : served) {
-    for (size_t i = 0; i < ing->tls.size(); ++i) {
-      const k8s::IngressTls& t = ing->tls[i];
-      std::string field = fmt::format("spec.tls[{}].secretName", i);
-      if (t.secret_name.empty()) continue;  // ingress-nginx: the default certificate
-      const std::string sid = ing->meta.namespace_ + "/" + t.secret_name;
-      const k8s::Secret* secret = store.get<k8s::Secret>(ing->meta.namespace_, t.secret_name);
-      if (!secret) {
-        b.report(*so, field, fmt::format("Secret {} not found", sid));
-        continue;
-      }
-      auto found = cache.get(*secret);
-      if (!found.error.empty()) {
-        const k8s::StoredObject* secret_so =
-            store.find(k8s::ObjectKey{k8s::Kind::Secret, ing->meta.namespace_, t.secret_name});
-        std::string msg = fmt::format(
-            "used by Ingress {}/{}: {}{}", ing->meta.namespace_, ing->meta.name, found.error,
-            found.context ? "; the previous certificate keeps serving" : "; not used");
-        if (secret_so) b.report(*secret_so, "data", msg);
-      }
-      if (!found.context) continue;
-      std::vector<std::string> hosts = t.hosts;
-      if (hosts.empty())  // no hosts: every rule host of this Ingress the certificate covers
-        for (const auto& rule : ing->rules)
-          if (!rule.host.empty() && found.context->covers(rule.host)) hosts.push_back(rule.host);
-      for (std::string h : hosts) {
-        for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        snap.certificates.try_emplace(h, found.context);
-      }
-    }
-  }
+bool same_options(const Options& a, const Options& b) {
+  return a.ingress_class == b.ingress_class &&
+         a.watch_ingress_without_class == b.watch_ingress_without_class &&
+         a.node_name == b.node_name && a.node_addresses == b.node_addresses &&
+         a.external_names == b.external_names && a.certificates == b.certificates &&
+         a.fallback_certificate == b.fallback_certificate &&
+         a.default_ssl_certificate == b.default_ssl_certificate;
 }
 
 }  // namespace
 
-Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation,
-                      const Allocations* allocations) {
-  Translation out;
-  auto snap = std::make_shared<model::Snapshot>();
-  snap->generation = generation;
-  Builder b(store, options, out.issues);
+void Translator::add_ingress(const ObjectKey& key, IngressPart part) {
+  State& s = *state_;
+  const IngressPart& p = s.ingresses.insert_or_assign(key, std::move(part)).first->second;
+  for (const ObjectKey& dep : p.deps) s.dependents[dep].insert(key);
+  if (!p.served) return;
+  for (const std::string& host : p.hosts) {
+    s.hosts[host].push_back(&p);
+    s.dirty_hosts.insert(host);
+  }
+  if (p.default_backend) s.defaults.emplace(p.order, &p);
+  s.served.insert(p.id);
+  s.served_list.reset();
+}
 
-  // Oldest first, then namespace/name: the order that settles conflicts.
-  std::vector<std::pair<const k8s::Ingress*, const StoredObject*>> served;
-  store.for_each<k8s::Ingress>([&](const k8s::Ingress& ing, const StoredObject& so) {
-    if (serves_ingress(store, options, ing)) served.emplace_back(&ing, &so);
-  });
-  std::stable_sort(served.begin(), served.end(), [](const auto& a, const auto& c) {
-    return a.first->meta.creation_timestamp < c.first->meta.creation_timestamp;
-  });
-
-  build_certificates(b, store, options, served, *snap);
-  std::map<std::tuple<std::string, int, std::string>, std::string> owners;  // host,type,path
-  std::string default_owner;
-
-  for (auto [ing, so] : served) {
-    const std::string ns = ing->meta.namespace_;
-    const std::string id = ns + "/" + ing->meta.name;
-    snap->served_ingresses.push_back(id);
-    model::RouteOptions opts = route_options(b, *so, *ing);
-    model::LbPolicy policy = lb_policy(*ing);
-    auto make_route = [&](const k8s::IngressBackend& backend, const std::string& field,
-                          model::Route& route) {
-      route.ingress = id;
-      route.options = opts;
-      if (backend.resource) {
-        b.report(*so, field + ".resource", "resource backends are not supported by kedge");
-        auto c = std::make_shared<model::Cluster>();
-        c->name = id + ":resource";
-        c->problem = "resource backends are not supported";
-        route.cluster = c;
-      } else {
-        route.cluster = b.cluster(*so, ns, *backend.service, policy, field + ".service");
-      }
-      route.stats_key = fmt::format("ingress=\"{}\",service=\"{}\"", id,
-                                    route.cluster ? route.cluster->name : "");
-    };
-
-    if (ing->default_backend) {
-      if (default_owner.empty()) {
-        default_owner = id;
-        model::Route r;
-        r.path = "/";
-        make_route(*ing->default_backend, "spec.defaultBackend", r);
-        snap->default_backend = std::move(r);
-      } else {
-        b.report(*so, "spec.defaultBackend",
-                 fmt::format("conflicts with the default backend of Ingress {} (older); ignored",
-                             default_owner));
-      }
+void Translator::drop_ingress(const ObjectKey& key) {
+  State& s = *state_;
+  auto it = s.ingresses.find(key);
+  if (it == s.ingresses.end()) return;
+  const IngressPart& p = it->second;
+  if (p.served) {
+    for (const std::string& host : p.hosts) {
+      auto& parts = s.hosts[host];
+      std::erase(parts, &p);
+      if (parts.empty()) s.hosts.erase(host);
+      s.dirty_hosts.insert(host);
     }
+    s.defaults.erase({p.order, &p});
+    s.served.erase(p.id);
+    s.served_list.reset();
+  }
+  s.ingresses.erase(it);
+}
 
-    for (size_t ri = 0; ri < ing->rules.size(); ++ri) {
-      const k8s::IngressRule& rule = ing->rules[ri];
-      std::string host;
-      for (char c : rule.host)
-        host += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      model::VirtualHost* vh;
-      if (host.empty()) {
-        vh = &snap->any_host;
-      } else if (host.starts_with("*.")) {
-        vh = &snap->wildcard_hosts[host.substr(1)];
-      } else {
-        vh = &snap->exact_hosts[host];
+void Translator::drop_service(const ObjectKey& key) {
+  State& s = *state_;
+  auto it = s.services.find(key);
+  if (it == s.services.end()) return;
+  for (auto& [name, c] : it->second.ports) s.stale_ports.push_back(name);
+  s.services.erase(it);
+}
+
+/// Brings the caches up to `store`: drops every part the differences touch.
+void Translator::invalidate(const k8s::ObjectStore& store, const Options& options,
+                            const std::shared_ptr<const Allocations>& allocations) {
+  State& s = *state_;
+  std::set<ObjectKey> dirty;  // Ingress, Service and Secret keys whose parts must be rebuilt
+  bool everything = !s.primed || !same_options(s.options, options);
+  auto touch = [&](const StoredObject* o) {
+    if (!o) return;
+    ObjectKey key = k8s::key_of(*o);
+    switch (key.kind) {
+      case k8s::Kind::EndpointSlice: {
+        const auto& slice = std::get<k8s::EndpointSlice>(o->object);
+        dirty.insert(service_key(slice.meta.namespace_, slice.service_name()));
+        break;
       }
-      vh->name = host;
-      for (size_t pi = 0; pi < rule.paths.size(); ++pi) {
-        const k8s::HttpIngressPath& p = rule.paths[pi];
-        std::string field = fmt::format("spec.rules[{}].http.paths[{}]", ri, pi);
-        model::Route r;
-        // ImplementationSpecific is matched as Prefix (documented in docs/ingress.md).
-        r.match = p.path_type == k8s::PathType::Exact ? model::MatchType::Exact
-                                                      : model::MatchType::Prefix;
-        r.path = p.path.empty() ? "/" : p.path;
-        if (r.match == model::MatchType::Prefix)
-          while (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
-        auto [it, fresh] =
-            owners.emplace(std::make_tuple(host, static_cast<int>(r.match), r.path), id);
-        if (!fresh) {
-          b.report(
-              *so, field,
-              fmt::format("host \"{}\" path \"{}\" ({}) is already defined by Ingress {} "
-                          "(older, or first by namespace/name); ignored",
-                          host, r.path, r.match == model::MatchType::Exact ? "Exact" : "Prefix",
-                          it->second));
-          continue;
+      case k8s::Kind::Endpoints:
+        dirty.insert(service_key(key.namespace_, key.name));
+        break;
+      case k8s::Kind::IngressClass:
+        everything = true;  // which Ingresses are served
+        break;
+      default:
+        dirty.insert(std::move(key));
+    }
+  };
+  if (!everything && !s.store.shares_with(store)) {
+    // Both maps are in key order: walk them together.
+    const auto& before = s.store.objects();
+    const auto& after = store.objects();
+    auto a = before.begin(), b = after.begin();
+    auto slice = [](const StoredObject& o) { return &std::get<k8s::EndpointSlice>(o.object); };
+    while (a != before.end() || b != after.end()) {
+      if (b == after.end() || (a != before.end() && a->first < b->first)) {
+        touch(a->second.get());
+        if (a->first.kind == k8s::Kind::EndpointSlice)
+          index_slice(s.slices, slice(*a->second), false);
+        ++a;
+      } else if (a == before.end() || b->first < a->first) {
+        touch(b->second.get());
+        if (b->first.kind == k8s::Kind::EndpointSlice)
+          index_slice(s.slices, slice(*b->second), true);
+        ++b;
+      } else {
+        if (a->second != b->second) {
+          touch(a->second.get());
+          touch(b->second.get());
+          if (a->first.kind == k8s::Kind::EndpointSlice) {
+            index_slice(s.slices, slice(*a->second), false);
+            index_slice(s.slices, slice(*b->second), true);
+          }
         }
-        make_route(p.backend, field + ".backend", r);
-        r.ssl_redirect =
-            !host.empty() && snap->certificates.contains(host) &&
-            ing->meta.annotation("nginx.ingress.kubernetes.io/ssl-redirect") != "false";
-        vh->routes.push_back(std::move(r));
+        ++a;
+        ++b;
       }
     }
   }
+  if (!everything && allocations != s.allocations) {
+    // Services whose allocation changed (both maps are in id order).
+    static const Allocations none;
+    const auto& before = (s.allocations ? *s.allocations : none).services;
+    const auto& after = (allocations ? *allocations : none).services;
+    auto a = before.begin(), b = after.begin();
+    auto mark = [&](const std::string& id) {
+      auto slash = id.find('/');
+      dirty.insert(service_key(id.substr(0, slash), id.substr(slash + 1)));
+    };
+    while (a != before.end() || b != after.end()) {
+      if (b == after.end() || (a != before.end() && a->first < b->first)) {
+        mark((a++)->first);
+      } else if (a == before.end() || b->first < a->first) {
+        mark((b++)->first);
+      } else {
+        if (a->second != b->second) mark(a->first);
+        ++a;
+        ++b;
+      }
+    }
+  }
+  s.store = store;  // the slice index points into it
+  s.allocations = allocations;
+  if (everything) {
+    s.options = options;
+    s.primed = true;
+    s.slices.clear();
+    s.clusters.clear();
+    s.ingresses.clear();
+    s.services.clear();
+    s.dependents.clear();
+    s.hosts.clear();
+    s.dirty_hosts.clear();
+    s.host_issues.clear();
+    s.defaults.clear();
+    s.served.clear();
+    s.served_list.reset();
+    s.stale_ports.clear();
+    s.previous.reset();
+    s.store.for_each<k8s::EndpointSlice>(
+        [&](const k8s::EndpointSlice& e, const StoredObject&) { index_slice(s.slices, &e, true); });
+    return;
+  }
+  for (const ObjectKey& key : dirty) {
+    switch (key.kind) {
+      case k8s::Kind::Ingress:
+        drop_ingress(key);
+        break;
+      case k8s::Kind::Service:
+        s.clusters.erase(key);
+        drop_service(key);
+        [[fallthrough]];
+      case k8s::Kind::Secret:
+        if (auto it = s.dependents.find(key); it != s.dependents.end()) {
+          for (const ObjectKey& ing : it->second) drop_ingress(ing);
+          s.dependents.erase(it);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
 
-  auto order = [](const model::Route& a, const model::Route& c) {
-    if (a.path.size() != c.path.size()) return a.path.size() > c.path.size();
-    return a.match == model::MatchType::Exact && c.match != model::MatchType::Exact;
+model::ClusterConstPtr Translator::cluster(const std::string& ns,
+                                           const k8s::IngressServiceBackend& backend,
+                                           model::LbPolicy policy, std::string& key) {
+  State& s = *state_;
+  std::string port_text =
+      backend.port.number ? std::to_string(*backend.port.number) : backend.port.name;
+  std::string name = fmt::format("{}/{}:{}", ns, backend.name, port_text);
+  key = name + (policy == model::LbPolicy::LeastRequest ? "#lr" : "");
+  auto& of_service = s.clusters[service_key(ns, backend.name)];
+  if (auto it = of_service.find(key); it != of_service.end()) return it->second;
+  auto c = std::make_shared<model::Cluster>();
+  c->name = name;
+  c->lb = policy;
+  const k8s::Service* svc = s.store.get<k8s::Service>(ns, backend.name);
+  const k8s::ServicePort* sp = nullptr;
+  if (svc)
+    for (const auto& p : svc->ports)
+      if (backend.port.number ? p.port == *backend.port.number : p.name == backend.port.name) {
+        sp = &p;
+        break;
+      }
+  if (!svc) {
+    c->problem = fmt::format("service \"{}/{}\" not found", ns, backend.name);
+  } else if (svc->type == "ExternalName") {
+    // The control thread resolved the name by DNS before translating.
+    int32_t port = sp ? (sp->target_port.number ? *sp->target_port.number : sp->port)
+                      : backend.port.number.value_or(0);
+    auto it = s.options.external_names.find(svc->external_name);
+    if (port <= 0) {
+      c->problem = fmt::format("ExternalName service \"{}/{}\" has no port {}", ns, backend.name,
+                               backend.port.name);
+    } else if (it == s.options.external_names.end() || it->second.empty()) {
+      c->problem = fmt::format("ExternalName \"{}\" of service \"{}/{}\" did not resolve",
+                               svc->external_name, ns, backend.name);
+    } else {
+      for (const auto& ip : it->second)
+        if (auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port)))
+          c->endpoints.push_back({*addr, svc->external_name, ""});
+    }
+  } else if (!sp) {
+    c->problem = fmt::format("service \"{}/{}\" has no port {}", ns, backend.name,
+                             backend.port.number ? std::to_string(*backend.port.number)
+                                                 : "named \"" + backend.port.name + "\"");
+  } else if (sp->protocol != "TCP") {
+    c->problem = fmt::format("service port {} is {}, not TCP", sp->port, sp->protocol);
+  } else {
+    c->endpoints = endpoints_for(s.store, s.slices, *svc, *sp, "");
+    if (c->endpoints.empty())
+      c->problem = fmt::format("service \"{}/{}\" port {} has no ready endpoints", ns, backend.name,
+                               sp->port);
+  }
+  return of_service.emplace(key, std::move(c)).first->second;
+}
+
+Translator::IngressPart Translator::ingress_part(const k8s::StoredObjectConstPtr& so) {
+  State& s = *state_;
+  const auto& ing = std::get<k8s::Ingress>(so->object);
+  IngressPart part;
+  part.so = so;
+  part.order = {ing.meta.creation_timestamp, k8s::key_of(*so)};
+  part.served = serves_ingress(s.store, s.options, ing);
+  if (!part.served) return part;
+  const std::string& ns = ing.meta.namespace_;
+  part.id = ns + "/" + ing.meta.name;
+  Reporter b{part.issues};
+
+  // Certificates from the Secrets named in spec.tls.
+  if (s.options.certificates) {
+    CertificateCache& cache = *s.options.certificates;
+    for (size_t i = 0; i < ing.tls.size(); ++i) {
+      const k8s::IngressTls& t = ing.tls[i];
+      if (t.secret_name.empty()) continue;  // ingress-nginx: the default certificate
+      part.deps.push_back(ObjectKey{k8s::Kind::Secret, ns, t.secret_name});
+      const StoredObject* secret_so = s.store.find(part.deps.back());
+      if (!secret_so) {
+        b.report(*so, fmt::format("spec.tls[{}].secretName", i),
+                 fmt::format("Secret {}/{} not found", ns, t.secret_name));
+        continue;
+      }
+      auto found = cache.get(std::get<k8s::Secret>(secret_so->object));
+      if (!found.error.empty())
+        b.report(
+            *secret_so, "data",
+            fmt::format("used by Ingress {}: {}{}", part.id, found.error,
+                        found.context ? "; the previous certificate keeps serving" : "; not used"));
+      if (!found.context) continue;
+      std::vector<std::string> hosts = t.hosts;
+      if (hosts.empty())  // no hosts: every rule host of this Ingress the certificate covers
+        for (const auto& rule : ing.rules)
+          if (!rule.host.empty() && found.context->covers(rule.host)) hosts.push_back(rule.host);
+      for (const std::string& h : hosts) part.certificates.emplace_back(lower(h), found.context);
+    }
+  }
+
+  model::RouteOptions opts = route_options(b, *so, ing);
+  model::LbPolicy policy = lb_policy(ing);
+  part.redirect_allowed =
+      ing.meta.annotation("nginx.ingress.kubernetes.io/ssl-redirect") != "false";
+  auto make = [&](const k8s::IngressBackend& backend, const std::string& field,
+                  IngressPart::PathRoute& pr) {
+    model::Route& route = pr.route;
+    route.ingress = part.id;
+    route.options = opts;
+    if (backend.resource) {
+      pr.field = field + ".resource";
+      pr.problem = "resource backends are not supported by kedge";
+      auto c = std::make_shared<model::Cluster>();
+      c->name = part.id + ":resource";
+      c->problem = "resource backends are not supported";
+      route.cluster = std::move(c);
+    } else {
+      part.deps.push_back(service_key(ns, backend.service->name));
+      route.cluster = cluster(ns, *backend.service, policy, pr.cluster_key);
+      pr.field = field + ".service";
+      pr.problem = route.cluster->problem;
+    }
+    route.stats_key = fmt::format("ingress=\"{}\",service=\"{}\"", part.id, route.cluster->name);
   };
-  for (auto* map : {&snap->exact_hosts, &snap->wildcard_hosts})
-    for (auto& [name, vh] : *map) std::stable_sort(vh.routes.begin(), vh.routes.end(), order);
-  std::stable_sort(snap->any_host.routes.begin(), snap->any_host.routes.end(), order);
-  std::sort(snap->served_ingresses.begin(), snap->served_ingresses.end());
-  snap->clusters = b.clusters();
-  build_services(b, store, options, allocations, *snap);
+  if (ing.default_backend) {
+    part.default_backend.emplace();
+    part.default_backend->route.path = "/";
+    make(*ing.default_backend, "spec.defaultBackend", *part.default_backend);
+  }
+  for (size_t ri = 0; ri < ing.rules.size(); ++ri) {
+    const k8s::IngressRule& rule = ing.rules[ri];
+    std::string host = lower(rule.host);
+    for (size_t pi = 0; pi < rule.paths.size(); ++pi) {
+      const k8s::HttpIngressPath& p = rule.paths[pi];
+      IngressPart::PathRoute& pr = part.routes.emplace_back();
+      pr.host = host;
+      model::Route& r = pr.route;
+      // ImplementationSpecific is matched as Prefix (documented in docs/ingress.md).
+      r.match =
+          p.path_type == k8s::PathType::Exact ? model::MatchType::Exact : model::MatchType::Prefix;
+      r.path = p.path.empty() ? "/" : p.path;
+      if (r.match == model::MatchType::Prefix)
+        while (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
+      make(p.backend, fmt::format("spec.rules[{}].http.paths[{}].backend", ri, pi), pr);
+    }
+  }
+  std::sort(part.deps.begin(), part.deps.end());
+  part.deps.erase(std::unique(part.deps.begin(), part.deps.end()), part.deps.end());
+  for (const auto& rule : ing.rules) part.rule_hosts.push_back(lower(rule.host));
+  std::sort(part.rule_hosts.begin(), part.rule_hosts.end());
+  part.rule_hosts.erase(std::unique(part.rule_hosts.begin(), part.rule_hosts.end()),
+                        part.rule_hosts.end());
+  part.hosts = part.rule_hosts;
+  for (const auto& [host, context] : part.certificates) part.hosts.push_back(host);
+  std::sort(part.hosts.begin(), part.hosts.end());
+  part.hosts.erase(std::unique(part.hosts.begin(), part.hosts.end()), part.hosts.end());
+  return part;
+}
+
+/// Service ports as the L4 data plane and the API proxy see them.
+Translator::ServicePart Translator::service_part(const k8s::Service& svc, const StoredObject& so) {
+  State& s = *state_;
+  const Options& options = s.options;
+  ServicePart part;
+  const ServiceAllocation* alloc = nullptr;
+  if (s.allocations) {
+    auto it = s.allocations->services.find(svc.meta.namespace_ + "/" + svc.meta.name);
+    if (it != s.allocations->services.end()) alloc = &it->second;
+  }
+  Reporter b{part.issues};
+  const std::string id = svc.meta.namespace_ + "/" + svc.meta.name;
+  auto set_port = [&](std::string key, const model::ClusterConstPtr& c, bool replace) {
+    for (auto& [k, v] : part.ports)
+      if (k == key) {
+        if (replace) v = c;
+        return;
+      }
+    part.ports.emplace_back(std::move(key), c);
+  };
+  // Like kube-proxy, the health check counts this node's ready endpoints by address: a pod
+  // serving several ports is one endpoint, and terminating ones do not count.
+  std::set<std::array<uint8_t, 16>> local_ready;
+  for (size_t i = 0; i < svc.ports.size(); ++i) {
+    const k8s::ServicePort& sp = svc.ports[i];
+    if (sp.protocol == "SCTP") {
+      b.report(so, fmt::format("spec.ports[{}].protocol", i), "SCTP is not forwarded by kedge");
+      continue;
+    }
+    auto make = [&](const std::string& node) {
+      auto c = std::make_shared<model::Cluster>();
+      c->name = fmt::format("{}:{}/{}{}", id, sp.port, sp.protocol, node.empty() ? "" : "@" + node);
+      c->node = node;
+      bool ready = false;
+      c->endpoints = endpoints_for(s.store, s.slices, svc, sp, node, &ready);
+      if (!node.empty() && ready)
+        for (const auto& e : c->endpoints) local_ready.insert(e.address.ip);
+      return c;
+    };
+    model::ClusterConstPtr all = make("");
+    if (sp.protocol == "TCP") {
+      set_port(fmt::format("{}:{}", id, sp.port), all, true);
+      if (!sp.name.empty()) set_port(fmt::format("{}:{}", id, sp.name), all, true);
+      set_port(id + ":", all, false);  // no port named: the first one
+    }
+    if (!alloc) continue;
+    model::ClusterConstPtr local;
+    auto local_cluster = [&] {
+      if (!local) local = make(options.node_name);
+      return local;
+    };
+    auto proto = sp.protocol == "UDP" ? model::L4Protocol::Udp : model::L4Protocol::Tcp;
+    uint32_t affinity = svc.session_affinity == "ClientIP"
+                            ? static_cast<uint32_t>(svc.session_affinity_timeout_seconds)
+                            : 0;
+    std::string name =
+        fmt::format("{}:{}", id, sp.name.empty() ? std::to_string(sp.port) : sp.name);
+    auto add = [&](const std::string& ip, int32_t port, model::L4Role role,
+                   model::ClusterConstPtr cluster) {
+      auto addr = model::SocketAddress::parse(ip, static_cast<uint16_t>(port));
+      if (!addr) return;
+      part.l4.push_back({*addr, proto, role, name, std::move(cluster), affinity});
+    };
+    if (!alloc->cluster_ip.empty() && alloc->cluster_ip != "None")
+      add(alloc->cluster_ip, sp.port, model::L4Role::ClusterIP,
+          svc.internal_traffic_policy == "Local" ? local_cluster() : all);
+    bool external_local = svc.external_traffic_policy == "Local";
+    if (auto np = alloc->node_ports.find(port_key(sp)); np != alloc->node_ports.end())
+      for (const auto& node_ip : options.node_addresses)
+        add(node_ip, np->second, model::L4Role::NodePort, external_local ? local_cluster() : all);
+    if (!alloc->load_balancer_ip.empty())
+      add(alloc->load_balancer_ip, sp.port, model::L4Role::LoadBalancer,
+          external_local ? local_cluster() : all);
+    if (external_local) local_cluster();
+  }
+  if (alloc && alloc->health_check_node_port)
+    for (const auto& node_ip : options.node_addresses)
+      if (auto addr = model::SocketAddress::parse(
+              node_ip, static_cast<uint16_t>(alloc->health_check_node_port)))
+        part.health.push_back({*addr, svc.meta.namespace_, svc.meta.name, local_ready.size()});
+  return part;
+}
+
+/// Builds host `host` again from the Ingresses that name it, oldest first: its certificate, its
+/// routes (a path an older Ingress defined is refused) and their HTTPS redirects.
+void Translator::assemble_host(const std::string& host, model::Snapshot& snap) {
+  State& s = *state_;
+  std::vector<const IngressPart*> parts;
+  if (auto it = s.hosts.find(host); it != s.hosts.end()) parts = it->second;
+  std::sort(parts.begin(), parts.end(),
+            [](const IngressPart* a, const IngressPart* b) { return a->order < b->order; });
+  const tls::ServerContextConstPtr* certificate = nullptr;
+  for (const IngressPart* p : parts) {
+    for (const auto& [h, context] : p->certificates)
+      if (h == host) {
+        certificate = &context;
+        break;
+      }
+    if (certificate) break;
+  }
+  if (certificate)
+    snap.certificates[host] = *certificate;
+  else
+    snap.certificates.erase(host);
+
+  k8s::Issues issues;
+  Reporter b{issues};
+  model::VirtualHost vh;
+  vh.name = host;
+  bool named = false;
+  for (const IngressPart* p : parts) {
+    if (!std::binary_search(p->rule_hosts.begin(), p->rule_hosts.end(), host)) continue;
+    named = true;
+    for (const IngressPart::PathRoute& pr : p->routes) {
+      if (pr.host != host) continue;
+      const model::Route& r = pr.route;
+      auto owner = std::find_if(vh.routes.begin(), vh.routes.end(), [&](const model::Route& o) {
+        return o.match == r.match && o.path == r.path;
+      });
+      if (owner != vh.routes.end()) {
+        b.report(*p->so, pr.field.substr(0, pr.field.rfind(".backend")),
+                 fmt::format("host \"{}\" path \"{}\" ({}) is already defined by Ingress {} "
+                             "(older, or first by namespace/name); ignored",
+                             host, r.path, r.match == model::MatchType::Exact ? "Exact" : "Prefix",
+                             owner->ingress));
+        continue;
+      }
+      if (!pr.problem.empty()) b.report(*p->so, pr.field, pr.problem);
+      model::Route& added = vh.routes.emplace_back(r);
+      added.ssl_redirect = !host.empty() && p->redirect_allowed && certificate;
+    }
+  }
+  std::stable_sort(
+      vh.routes.begin(), vh.routes.end(), [](const model::Route& a, const model::Route& c) {
+        if (a.path.size() != c.path.size()) return a.path.size() > c.path.size();
+        return a.match == model::MatchType::Exact && c.match != model::MatchType::Exact;
+      });
+  if (issues.empty())
+    s.host_issues.erase(host);
+  else
+    s.host_issues[host] = std::move(issues);
+  if (host.empty()) {
+    snap.any_host = named ? std::move(vh) : model::VirtualHost{};
+    return;
+  }
+  bool wildcard = host.starts_with("*.");
+  model::HostMap& map = wildcard ? snap.wildcard_hosts : snap.exact_hosts;
+  std::string_view key = wildcard ? std::string_view(host).substr(1) : std::string_view(host);
+  if (named)
+    map[key] = std::move(vh);
+  else
+    map.erase(key);
+}
+
+Translation Translator::translate(const k8s::ObjectStore& store, const Options& options,
+                                  uint64_t generation,
+                                  std::shared_ptr<const Allocations> allocations) {
+  invalidate(store, options, allocations);
+  State& s = *state_;
+  last_ = {};
+  Translation out;
+  Reporter b{out.issues};
+
+  // Parts for the Ingresses and Services that have none (new, changed, or touched by a change).
+  // The store and the parts are both in key order: walk them together.
+  auto walk = [&](k8s::Kind kind, auto& parts, auto build, auto drop) {
+    const auto& all = s.store.objects();
+    auto o = all.lower_bound(ObjectKey{kind, "", ""});
+    auto p = parts.begin();
+    std::vector<ObjectKey> gone;
+    while (true) {
+      bool more_objects = o != all.end() && o->first.kind == kind;
+      if (!more_objects && p == parts.end()) break;
+      if (!more_objects || (p != parts.end() && p->first < o->first)) {
+        gone.push_back((p++)->first);
+      } else if (p == parts.end() || o->first < p->first) {
+        build(o->first, o->second);
+        ++o;
+      } else {
+        ++o;
+        ++p;
+      }
+    }
+    for (const ObjectKey& key : gone) drop(key);
+  };
+  std::vector<const ServicePart*> fresh;  // Service parts built this time
+  walk(
+      k8s::Kind::Ingress, s.ingresses,
+      [&](const ObjectKey& key, const k8s::StoredObjectConstPtr& so) {
+        add_ingress(key, ingress_part(so));
+        ++last_.ingresses;
+      },
+      [&](const ObjectKey& key) { drop_ingress(key); });
+  walk(
+      k8s::Kind::Service, s.services,
+      [&](const ObjectKey& key, const k8s::StoredObjectConstPtr& so) {
+        const auto& svc = std::get<k8s::Service>(so->object);
+        if (svc.type == "ExternalName") return;
+        fresh.push_back(&s.services.emplace(key, service_part(svc, *so)).first->second);
+      },
+      [&](const ObjectKey& key) { drop_service(key); });
+
+  // The snapshot starts from the previous one's maps; what changed is built again.
+  auto snap = std::make_shared<model::Snapshot>();
+  snap->generation = generation;
+  if (s.previous) {
+    snap->exact_hosts = s.previous->exact_hosts;
+    snap->wildcard_hosts = s.previous->wildcard_hosts;
+    snap->any_host = s.previous->any_host;
+    snap->certificates = s.previous->certificates;
+    snap->service_ports = s.previous->service_ports;
+  }
+
+  // Certificates: the default one; the others are per host.
+  snap->default_certificate = s.options.fallback_certificate;
+  if (s.options.certificates) {
+    CertificateCache& cache = *s.options.certificates;
+    cache.retain(s.store);
+    if (const std::string& name = s.options.default_ssl_certificate; !name.empty()) {
+      auto slash = name.find('/');
+      const k8s::Secret* secret =
+          slash == std::string::npos
+              ? nullptr
+              : s.store.get<k8s::Secret>(name.substr(0, slash), name.substr(slash + 1));
+      if (secret) {
+        auto found = cache.get(*secret);
+        if (found.context) snap->default_certificate = found.context;
+        if (!found.error.empty())
+          spdlog::warn("--default-ssl-certificate {}: {}", name, found.error);
+      } else {
+        spdlog::warn("--default-ssl-certificate {}: Secret not found; using the self-signed one",
+                     name);
+      }
+    }
+  }
+  last_.hosts = s.dirty_hosts.size();
+  for (const std::string& host : s.dirty_hosts) assemble_host(host, *snap);
+  s.dirty_hosts.clear();
+
+  for (const auto& [key, part] : s.ingresses)
+    if (part.served) out.issues.insert(out.issues.end(), part.issues.begin(), part.issues.end());
+  // The default backend: the oldest Ingress's.
+  for (const auto& [order, part] : s.defaults) {
+    const IngressPart::PathRoute& pr = *part->default_backend;
+    if (!snap->default_backend) {
+      snap->default_backend = pr.route;
+      if (!pr.problem.empty()) b.report(*part->so, pr.field, pr.problem);
+    } else {
+      b.report(*part->so, "spec.defaultBackend",
+               fmt::format("conflicts with the default backend of Ingress {} (older); ignored",
+                           snap->default_backend->ingress));
+    }
+  }
+  for (const auto& [host, issues] : s.host_issues)
+    out.issues.insert(out.issues.end(), issues.begin(), issues.end());
+  if (!s.served_list)
+    s.served_list =
+        std::make_shared<const std::vector<std::string>>(s.served.begin(), s.served.end());
+  snap->served_ingresses = s.served_list;
+
+  // Services, in key order.
+  for (const std::string& name : s.stale_ports) snap->service_ports.erase(name);
+  s.stale_ports.clear();
+  for (const auto& [key, part] : s.services) {
+    out.issues.insert(out.issues.end(), part.issues.begin(), part.issues.end());
+    snap->l4_listeners.insert(snap->l4_listeners.end(), part.l4.begin(), part.l4.end());
+    snap->health_checks.insert(snap->health_checks.end(), part.health.begin(), part.health.end());
+  }
+  last_.services = fresh.size();
+  for (const ServicePart* part : fresh)
+    for (const auto& [name, c] : part->ports) snap->service_ports[name] = c;
+  s.previous = snap;
   out.snapshot = std::move(snap);
   return out;
+}
+
+Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation,
+                      const Allocations* allocations) {
+  // Not owned: the Translator lives only for this call.
+  std::shared_ptr<const Allocations> borrowed(std::shared_ptr<const Allocations>(), allocations);
+  return Translator().translate(store, options, generation, borrowed);
 }
 
 }  // namespace kedge::translate

@@ -7,6 +7,7 @@
 #include "translate/certificates.h"
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,51 @@ struct Options {
 struct Translation {
   model::SnapshotConstPtr snapshot;
   k8s::Issues issues;  // objects or parts left out, with the reason
+};
+
+/// Turns objects into routing snapshots, one after another, translating again only what changed
+/// since the previous call: the parts of Ingresses and Services whose objects, or the objects
+/// they read (Services, EndpointSlices, Endpoints, Secrets, allocations), differ by identity in
+/// the store; then only the hosts those parts name are assembled again, into maps shared with
+/// the previous snapshot (model::SharedMap). A changed IngressClass or changed options translate
+/// everything. The result is the one a fresh Translator gives for the same input.
+/// Thread: one caller at a time (the control thread).
+class Translator {
+ public:
+  Translator();
+  ~Translator();
+  Translator(Translator&&) noexcept;
+  Translator& operator=(Translator&&) noexcept;
+
+  /// `allocations` must not change once passed: a new allocation is a new object.
+  Translation translate(const k8s::ObjectStore& store, const Options& options, uint64_t generation,
+                        std::shared_ptr<const Allocations> allocations = nullptr);
+
+  /// What the last translate() built anew (the rest was reused).
+  struct Work {
+    size_t ingresses = 0;
+    size_t services = 0;
+    size_t hosts = 0;
+  };
+  Work last_work() const { return last_; }
+
+ private:
+  struct IngressPart;
+  struct ServicePart;
+  struct State;
+  void invalidate(const k8s::ObjectStore& store, const Options& options,
+                  const std::shared_ptr<const Allocations>& allocations);
+  void add_ingress(const k8s::ObjectKey& key, IngressPart part);
+  void drop_ingress(const k8s::ObjectKey& key);
+  void drop_service(const k8s::ObjectKey& key);
+  model::ClusterConstPtr cluster(const std::string& ns, const k8s::IngressServiceBackend& backend,
+                                 model::LbPolicy policy, std::string& key);
+  IngressPart ingress_part(const k8s::StoredObjectConstPtr& so);
+  ServicePart service_part(const k8s::Service& svc, const k8s::StoredObject& so);
+  void assemble_host(const std::string& host, model::Snapshot& snap);
+
+  std::unique_ptr<State> state_;
+  Work last_;
 };
 
 /// Turns the objects into a complete routing snapshot. Pure: no I/O, never fails as a whole;

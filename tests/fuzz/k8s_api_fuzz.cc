@@ -56,8 +56,9 @@ const kedge::control::PublishedState& state() {
     kedge::translate::AllocatorConfig config;
     config.pools.push_back(
         {"pool", {*kedge::translate::Ipv4Range::parse("198.51.100.0/30", true)}});
-    st->allocations = kedge::translate::allocate(st->store, {}, config).allocations;
-    st->snapshot = kedge::translate::translate(st->store, {}, 1, &st->allocations).snapshot;
+    st->allocations = std::make_shared<const kedge::translate::Allocations>(
+        kedge::translate::allocate(st->store, {}, config).allocations);
+    st->snapshot = kedge::translate::translate(st->store, {}, 1, st->allocations.get()).snapshot;
     st->reloads = 1;
     return st;
   }();

@@ -42,7 +42,9 @@ TEST(PublishEntries, FromThePublishServiceStatusThenItsAllocationThenClusterIp) 
   state.store = {};
   state.store.upsert(decoded(lb_service(nullptr)));
   EXPECT_EQ(publish_entries(o, state), json::parse(R"([{"ip":"10.96.0.50"}])"));
-  state.allocations.services["kedge/kedge"].load_balancer_ip = "192.0.2.20";
+  translate::Allocations allocations;
+  allocations.services["kedge/kedge"].load_balancer_ip = "192.0.2.20";
+  state.allocations = std::make_shared<const translate::Allocations>(std::move(allocations));
   EXPECT_EQ(publish_entries(o, state), json::parse(R"([{"ip":"192.0.2.20"}])"));
   o.publish_service = "kedge/missing";
   EXPECT_TRUE(publish_entries(o, state).empty());

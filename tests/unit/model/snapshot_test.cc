@@ -274,5 +274,32 @@ TEST(VirtualHost, FirstMatchInOrder) {
   EXPECT_EQ(vh.match("/other"), nullptr);
 }
 
+TEST(SharedMap, CopiesShareUntilWrittenAndWritesStayInTheirCopy) {
+  SharedMap<int> a;
+  for (int i = 0; i < 1000; ++i) a[std::to_string(i)] = i;
+  SharedMap<int> b = a;
+  b["7"] = 70;
+  b.erase("8");
+  b["new"] = 1;
+  EXPECT_EQ(a.at("7"), 7);
+  EXPECT_TRUE(a.contains("8"));
+  EXPECT_FALSE(a.contains("new"));
+  EXPECT_EQ(a.size(), 1000u);
+  EXPECT_EQ(b.at("7"), 70);
+  EXPECT_FALSE(b.contains("8"));
+  EXPECT_EQ(b.size(), 1000u);
+  EXPECT_EQ(b.find("missing"), nullptr);
+  EXPECT_THROW((void)b.at("missing"), std::out_of_range);
+  // Only the shards written to were copied: most entries are the same objects in both maps.
+  size_t shared = 0;
+  for (int i = 0; i < 1000; ++i) shared += a.find(std::to_string(i)) == b.find(std::to_string(i));
+  EXPECT_GT(shared, 1000u * (SharedMap<int>::kShards - 3) / SharedMap<int>::kShards - 50);
+  EXPECT_LT(shared, 1000u);
+  EXPECT_NE(a.find("7"), b.find("7"));
+  size_t seen = 0;
+  b.for_each([&](const std::string&, int) { ++seen; });
+  EXPECT_EQ(seen, 1000u);
+}
+
 }  // namespace
 }  // namespace kedge::model

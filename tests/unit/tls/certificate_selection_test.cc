@@ -1,22 +1,17 @@
 // Certificate loading and SNI selection: Secrets in, certificate per server name out.
+#include "base64.h"
 #include "k8s/manifest.h"
 #include "k8s/object_store.h"
 #include "tls/server_context.h"
 #include "translate/translator.h"
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 namespace kedge {
 namespace {
 
-std::string b64(const std::string& s) {
-  std::string out(4 * ((s.size() + 2) / 3), '\0');
-  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                  reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  return out;
-}
+std::string b64(const std::string& s) { return testing_support::base64(s); }
 
 std::string secret_yaml(const std::string& name, const tls::PemPair& pem) {
   return "apiVersion: v1\nkind: Secret\nmetadata: {name: " + name +

@@ -363,7 +363,7 @@ spec: {type: ExternalName, externalName: example.com}
   Translation t = run();
   const auto& sp = t.snapshot->service_ports;
   std::vector<std::string> keys;
-  for (const auto& [k, v] : sp) keys.push_back(k);
+  sp.for_each([&](const std::string& k, const model::ClusterConstPtr&) { keys.push_back(k); });
   std::sort(keys.begin(), keys.end());
   EXPECT_EQ(keys,
             (std::vector<std::string>{"shop/app:", "shop/app:80", "shop/app:http",

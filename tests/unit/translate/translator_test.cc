@@ -285,7 +285,7 @@ TEST_F(TranslateTest, RulesOfSeveralIngressesMerge) {
   EXPECT_EQ(where(*t.snapshot, "h", "/c"), "default/b /c(E) -> default/two:80");
   EXPECT_EQ(t.snapshot->exact_hosts.size(), 1u);
   EXPECT_EQ(t.snapshot->exact_hosts.at("h").routes.size(), 3u);
-  EXPECT_EQ(t.snapshot->served_ingresses, (std::vector<std::string>{"default/a", "default/b"}));
+  EXPECT_EQ(*t.snapshot->served_ingresses, (std::vector<std::string>{"default/a", "default/b"}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ TEST_F(TranslateTest, ConflictOldestWins) {
   EXPECT_GT(i.line, 0);
   EXPECT_NE(i.message.find("default/z-old"), std::string::npos) << i.message;
   // Both are served: the loser keeps its other routes and gets status.
-  EXPECT_EQ(t.snapshot->served_ingresses.size(), 2u);
+  EXPECT_EQ(t.snapshot->served_ingresses->size(), 2u);
 }
 
 TEST_F(TranslateTest, ConflictAtEqualAgeGoesByNamespaceAndName) {
@@ -614,7 +614,7 @@ spec: {controller: k8s.io/ingress-nginx}
   add(with("no-class", ""));
   Translation t = run();
   EXPECT_TRUE(t.issues.empty()) << dump(t.issues);
-  EXPECT_EQ(t.snapshot->served_ingresses,
+  EXPECT_EQ(*t.snapshot->served_ingresses,
             (std::vector<std::string>{"default/by-controller", "default/by-flag",
                                       "default/legacy-ours", "default/no-class"}));
   EXPECT_NE(t.snapshot->route("by-flag", "/"), nullptr);
@@ -624,7 +624,7 @@ spec: {controller: k8s.io/ingress-nginx}
   // default IngressClass.
   Options strict;
   strict.watch_ingress_without_class = false;
-  EXPECT_EQ(run(strict).snapshot->served_ingresses.size(), 3u);
+  EXPECT_EQ(run(strict).snapshot->served_ingresses->size(), 3u);
 }
 
 TEST(ServesIngress, DefaultClassRules) {
@@ -852,7 +852,7 @@ TEST_F(TranslateTest, StatsKeyAndClusters) {
   EXPECT_EQ(t.snapshot->route("h", "/")->stats_key,
             "ingress=\"default/a\",service=\"default/web:80\"");
   std::vector<std::string> names;
-  for (const auto& c : t.snapshot->clusters) names.push_back(c->name);
+  for (const auto& c : t.snapshot->clusters()) names.push_back(c->name);
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"default/web:80", "default/web:http"}));
 }
