@@ -545,8 +545,10 @@ IPAddressPool decode_ip_address_pool(Reader& r, const json& doc) {
 
 }  // namespace
 
-DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap* lines,
-                            Issues& issues) {
+namespace {
+
+DecodeOutcome decode(const json& doc, json* owned, const Origin& origin, const LineMap* lines,
+                     Issues& issues) {
   DecodeOutcome out;
   Reader r(origin, lines, issues, out);
   if (!doc.is_object()) {
@@ -589,8 +591,20 @@ DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap
     return out;
   }
   if (r.errors() > 0) return out;
-  out.stored = StoredObject{std::move(*object), doc, origin};
+  out.stored = StoredObject{std::move(*object), owned ? std::move(*owned) : doc, origin};
   return out;
+}
+
+}  // namespace
+
+DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap* lines,
+                            Issues& issues) {
+  return decode(doc, nullptr, origin, lines, issues);
+}
+
+DecodeOutcome decode_object(json&& doc, const Origin& origin, const LineMap* lines,
+                            Issues& issues) {
+  return decode(doc, &doc, origin, lines, issues);
 }
 
 }  // namespace kedge::k8s
