@@ -128,14 +128,17 @@ def test_token_rotation(env, cluster):
     web, api_echo = env.echo("web"), env.echo("api")
     cluster.web(web)
     k = start_kedge(env, cluster)
+    # Every watch is open (with token one) before the token changes.
+    poll(lambda: cluster.api.watch_count() >= 5, timeout(10), what="five watches")
+    watches = cluster.api.count_requests("GET", "/ingresses", watch=True)
     # The kubelet replaces the projected token; the API server accepts only the new one.
     cluster.api.rotate_token("token-two", str(cluster.token_file))
     cluster.api.drop_watches()
     cluster.api.add(ingress("api", "api.example.test", "web"))
     poll(lambda: k.service_of("api.example.test") == "web", timeout(10), what="seen with token two")
     # The relist may bring the Ingress before the new watch is opened: wait for the watch too.
-    poll(lambda: cluster.api.count_requests("GET", "/ingresses", watch=True) >= 2, timeout(10),
-         what="a new watch with token two")
+    poll(lambda: cluster.api.count_requests("GET", "/ingresses", watch=True) > watches,
+         timeout(10), what="a new watch with token two")
     assert k.proc.alive()
 
 
