@@ -1,5 +1,6 @@
 #include "control/controller.h"
 
+#include <malloc.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
 
@@ -82,6 +83,11 @@ void Controller::resolve_external_names(const k8s::ObjectStore& store) {
 }
 
 size_t Controller::load_now() {
+  {
+    // What was signalled before this load began is in it: no second load for the same change.
+    std::lock_guard lock(mutex_);
+    dirty_ = false;
+  }
   using Clock = std::chrono::steady_clock;
   auto started = Clock::now();
   auto ms_since = [](Clock::time_point t) {
@@ -132,6 +138,9 @@ size_t Controller::load_now() {
   retired_ = previous ? previous->snapshot : nullptr;
   slot_.set(std::move(state));
   if (on_published_) on_published_();
+  // A large translation frees much of what it allocated (file text, parse trees, the parts it
+  // replaced): give those pages back.
+  if (work.ingresses + work.services > 1000) malloc_trim(0);
   return n;
 }
 

@@ -38,14 +38,13 @@ class ManifestSource : public Source {
   };
 
   /// Moves the objects of one file out of (`add` false) or into the store.
-  void apply(const std::filesystem::path& path, const std::vector<StoredObjectConstPtr>& objects,
-             bool add, std::set<ObjectKey>& touched);
+  void apply(const std::vector<StoredObjectConstPtr>& objects, bool add,
+             std::set<ObjectKey>& touched);
 
   std::vector<std::filesystem::path> roots_;
   std::map<std::filesystem::path, FileState> files_;
   /// Every definition of each key, in path order (then file order): the first one is stored.
-  std::map<ObjectKey, std::vector<std::pair<std::filesystem::path, StoredObjectConstPtr>>>
-      definitions_;
+  std::map<ObjectKey, std::vector<StoredObjectConstPtr>> definitions_;
   std::set<ObjectKey> duplicated_;  // keys with more than one definition
   ObjectStore store_;
 };

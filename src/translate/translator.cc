@@ -259,8 +259,8 @@ bool serves_ingress(const k8s::ObjectStore& store, const Options& options,
 // part never goes stale because of another object.
 
 struct Translator::IngressPart {
-  k8s::StoredObjectConstPtr so;             // the version translated
-  std::pair<std::string, ObjectKey> order;  // creation time, key: older Ingresses win conflicts
+  k8s::StoredObjectConstPtr so;    // the version translated
+  const ObjectKey* key = nullptr;  // its key in State::ingresses
   bool served = false;
   std::string id;                       // "namespace/name"
   std::vector<ObjectKey> deps;          // Services and Secrets read
@@ -272,13 +272,38 @@ struct Translator::IngressPart {
   struct PathRoute {
     std::string host;  // lower case; "" for rules without a host
     model::Route route;
-    std::string cluster_key;  // empty: a resource backend (no cluster)
-    std::string field;        // where a problem of this backend is reported
-    std::string problem;      // reported when the route is used
+    int rule = -1;  // spec.rules[rule].http.paths[path]; -1: spec.defaultBackend
+    int path = 0;
+    bool resource = false;  // a resource backend (not supported)
+    /// Where this path or its backend is reported.
+    std::string field(bool backend) const {
+      std::string f = rule < 0 ? std::string("spec.defaultBackend")
+                               : fmt::format("spec.rules[{}].http.paths[{}]", rule, path);
+      if (backend)
+        f += rule < 0 ? (resource ? ".resource" : ".service")
+                      : (resource ? ".backend.resource" : ".backend.service");
+      return f;
+    }
+    /// Why this backend cannot take traffic, if it cannot; reported when the route is used.
+    std::string_view problem() const {
+      if (resource) return "resource backends are not supported by kedge";
+      return route.cluster->problem;
+    }
   };
   std::optional<PathRoute> default_backend;
   std::vector<PathRoute> routes;  // rule and path order
 };
+
+namespace {
+
+/// Oldest first, then by namespace/name: the order that settles conflicts.
+bool older(const Translator::IngressPart* a, const Translator::IngressPart* b) {
+  const auto& ta = std::get<k8s::Ingress>(a->so->object).meta.creation_timestamp;
+  const auto& tb = std::get<k8s::Ingress>(b->so->object).meta.creation_timestamp;
+  return ta != tb ? ta < tb : *a->key < *b->key;
+}
+
+}  // namespace
 
 struct Translator::ServicePart {
   std::vector<std::pair<std::string, model::ClusterConstPtr>> ports;  // service_ports entries
@@ -301,7 +326,7 @@ struct Translator::State {
   std::unordered_map<std::string, std::vector<const IngressPart*>> hosts;
   std::set<std::string> dirty_hosts;
   std::map<std::string, k8s::Issues> host_issues;  // conflicts and backend problems, by host
-  std::set<std::pair<std::pair<std::string, ObjectKey>, const IngressPart*>> defaults;
+  std::set<const IngressPart*, bool (*)(const IngressPart*, const IngressPart*)> defaults{older};
   std::set<std::string> served;
   std::shared_ptr<const std::vector<std::string>> served_list;
   std::vector<std::string> stale_ports;  // service_ports keys of Service parts dropped
@@ -328,14 +353,16 @@ bool same_options(const Options& a, const Options& b) {
 
 void Translator::add_ingress(const ObjectKey& key, IngressPart part) {
   State& s = *state_;
-  const IngressPart& p = s.ingresses.insert_or_assign(key, std::move(part)).first->second;
+  auto at = s.ingresses.insert_or_assign(key, std::move(part)).first;
+  IngressPart& p = at->second;
+  p.key = &at->first;
   for (const ObjectKey& dep : p.deps) s.dependents[dep].insert(key);
   if (!p.served) return;
   for (const std::string& host : p.hosts) {
     s.hosts[host].push_back(&p);
     s.dirty_hosts.insert(host);
   }
-  if (p.default_backend) s.defaults.emplace(p.order, &p);
+  if (p.default_backend) s.defaults.insert(&p);
   s.served.insert(p.id);
   s.served_list.reset();
 }
@@ -352,7 +379,7 @@ void Translator::drop_ingress(const ObjectKey& key) {
       if (parts.empty()) s.hosts.erase(host);
       s.dirty_hosts.insert(host);
     }
-    s.defaults.erase({p.order, &p});
+    s.defaults.erase(&p);
     s.served.erase(p.id);
     s.served_list.reset();
   }
@@ -490,12 +517,12 @@ void Translator::invalidate(const k8s::ObjectStore& store, const Options& option
 
 model::ClusterConstPtr Translator::cluster(const std::string& ns,
                                            const k8s::IngressServiceBackend& backend,
-                                           model::LbPolicy policy, std::string& key) {
+                                           model::LbPolicy policy) {
   State& s = *state_;
   std::string port_text =
       backend.port.number ? std::to_string(*backend.port.number) : backend.port.name;
   std::string name = fmt::format("{}/{}:{}", ns, backend.name, port_text);
-  key = name + (policy == model::LbPolicy::LeastRequest ? "#lr" : "");
+  std::string key = name + (policy == model::LbPolicy::LeastRequest ? "#lr" : "");
   auto& of_service = s.clusters[service_key(ns, backend.name)];
   if (auto it = of_service.find(key); it != of_service.end()) return it->second;
   auto c = std::make_shared<model::Cluster>();
@@ -547,7 +574,6 @@ Translator::IngressPart Translator::ingress_part(const k8s::StoredObjectConstPtr
   const auto& ing = std::get<k8s::Ingress>(so->object);
   IngressPart part;
   part.so = so;
-  part.order = {ing.meta.creation_timestamp, k8s::key_of(*so)};
   part.served = serves_ingress(s.store, s.options, ing);
   if (!part.served) return part;
   const std::string& ns = ing.meta.namespace_;
@@ -586,30 +612,26 @@ Translator::IngressPart Translator::ingress_part(const k8s::StoredObjectConstPtr
   model::LbPolicy policy = lb_policy(ing);
   part.redirect_allowed =
       ing.meta.annotation("nginx.ingress.kubernetes.io/ssl-redirect") != "false";
-  auto make = [&](const k8s::IngressBackend& backend, const std::string& field,
-                  IngressPart::PathRoute& pr) {
+  auto make = [&](const k8s::IngressBackend& backend, IngressPart::PathRoute& pr) {
     model::Route& route = pr.route;
     route.ingress = part.id;
     route.options = opts;
     if (backend.resource) {
-      pr.field = field + ".resource";
-      pr.problem = "resource backends are not supported by kedge";
+      pr.resource = true;
       auto c = std::make_shared<model::Cluster>();
       c->name = part.id + ":resource";
       c->problem = "resource backends are not supported";
       route.cluster = std::move(c);
     } else {
       part.deps.push_back(service_key(ns, backend.service->name));
-      route.cluster = cluster(ns, *backend.service, policy, pr.cluster_key);
-      pr.field = field + ".service";
-      pr.problem = route.cluster->problem;
+      route.cluster = cluster(ns, *backend.service, policy);
     }
     route.stats_key = fmt::format("ingress=\"{}\",service=\"{}\"", part.id, route.cluster->name);
   };
   if (ing.default_backend) {
     part.default_backend.emplace();
     part.default_backend->route.path = "/";
-    make(*ing.default_backend, "spec.defaultBackend", *part.default_backend);
+    make(*ing.default_backend, *part.default_backend);
   }
   for (size_t ri = 0; ri < ing.rules.size(); ++ri) {
     const k8s::IngressRule& rule = ing.rules[ri];
@@ -618,6 +640,8 @@ Translator::IngressPart Translator::ingress_part(const k8s::StoredObjectConstPtr
       const k8s::HttpIngressPath& p = rule.paths[pi];
       IngressPart::PathRoute& pr = part.routes.emplace_back();
       pr.host = host;
+      pr.rule = static_cast<int>(ri);
+      pr.path = static_cast<int>(pi);
       model::Route& r = pr.route;
       // ImplementationSpecific is matched as Prefix (documented in docs/ingress.md).
       r.match =
@@ -625,7 +649,7 @@ Translator::IngressPart Translator::ingress_part(const k8s::StoredObjectConstPtr
       r.path = p.path.empty() ? "/" : p.path;
       if (r.match == model::MatchType::Prefix)
         while (r.path.size() > 1 && r.path.back() == '/') r.path.pop_back();
-      make(p.backend, fmt::format("spec.rules[{}].http.paths[{}].backend", ri, pi), pr);
+      make(p.backend, pr);
     }
   }
   std::sort(part.deps.begin(), part.deps.end());
@@ -730,8 +754,7 @@ void Translator::assemble_host(const std::string& host, model::Snapshot& snap) {
   State& s = *state_;
   std::vector<const IngressPart*> parts;
   if (auto it = s.hosts.find(host); it != s.hosts.end()) parts = it->second;
-  std::sort(parts.begin(), parts.end(),
-            [](const IngressPart* a, const IngressPart* b) { return a->order < b->order; });
+  std::sort(parts.begin(), parts.end(), older);
   const tls::ServerContextConstPtr* certificate = nullptr;
   for (const IngressPart* p : parts) {
     for (const auto& [h, context] : p->certificates)
@@ -761,14 +784,14 @@ void Translator::assemble_host(const std::string& host, model::Snapshot& snap) {
         return o.match == r.match && o.path == r.path;
       });
       if (owner != vh.routes.end()) {
-        b.report(*p->so, pr.field.substr(0, pr.field.rfind(".backend")),
+        b.report(*p->so, pr.field(false),
                  fmt::format("host \"{}\" path \"{}\" ({}) is already defined by Ingress {} "
                              "(older, or first by namespace/name); ignored",
                              host, r.path, r.match == model::MatchType::Exact ? "Exact" : "Prefix",
                              owner->ingress));
         continue;
       }
-      if (!pr.problem.empty()) b.report(*p->so, pr.field, pr.problem);
+      if (!pr.problem().empty()) b.report(*p->so, pr.field(true), std::string(pr.problem()));
       model::Route& added = vh.routes.emplace_back(r);
       added.ssl_redirect = !host.empty() && p->redirect_allowed && certificate;
     }
@@ -883,11 +906,11 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   for (const auto& [key, part] : s.ingresses)
     if (part.served) out.issues.insert(out.issues.end(), part.issues.begin(), part.issues.end());
   // The default backend: the oldest Ingress's.
-  for (const auto& [order, part] : s.defaults) {
+  for (const IngressPart* part : s.defaults) {
     const IngressPart::PathRoute& pr = *part->default_backend;
     if (!snap->default_backend) {
       snap->default_backend = pr.route;
-      if (!pr.problem.empty()) b.report(*part->so, pr.field, pr.problem);
+      if (!pr.problem().empty()) b.report(*part->so, pr.field(true), std::string(pr.problem()));
     } else {
       b.report(*part->so, "spec.defaultBackend",
                fmt::format("conflicts with the default backend of Ingress {} (older); ignored",

@@ -60,9 +60,11 @@ class Translator {
   };
   Work last_work() const { return last_; }
 
- private:
+ public:  // the parts' types, for the translator's helpers
   struct IngressPart;
   struct ServicePart;
+
+ private:
   struct State;
   void invalidate(const k8s::ObjectStore& store, const Options& options,
                   const std::shared_ptr<const Allocations>& allocations);
@@ -70,7 +72,7 @@ class Translator {
   void drop_ingress(const k8s::ObjectKey& key);
   void drop_service(const k8s::ObjectKey& key);
   model::ClusterConstPtr cluster(const std::string& ns, const k8s::IngressServiceBackend& backend,
-                                 model::LbPolicy policy, std::string& key);
+                                 model::LbPolicy policy);
   IngressPart ingress_part(const k8s::StoredObjectConstPtr& so);
   ServicePart service_part(const k8s::Service& svc, const k8s::StoredObject& so);
   void assemble_host(const std::string& host, model::Snapshot& snap);
