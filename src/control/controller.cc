@@ -11,7 +11,7 @@
 namespace kedge::control {
 
 namespace {
-constexpr auto kQuiet = std::chrono::milliseconds(15);     // wait for writes to settle
+constexpr auto kQuiet = std::chrono::milliseconds(5);      // wait for writes to settle
 constexpr auto kMaxDelay = std::chrono::milliseconds(60);  // but never longer than this
 constexpr auto kRetire = std::chrono::milliseconds(20);    // before freeing the old snapshot
 }  // namespace

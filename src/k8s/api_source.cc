@@ -117,6 +117,15 @@ bool ApiSource::routing_change(Kind kind, const Entry* previous, const Entry& ne
   return differs_for_routing(kind, previous->good->raw, next.good->raw);
 }
 
+void ApiSource::store_entry(const ApiResource& r, const std::pair<std::string, std::string>& key,
+                            const Entry& entry) {
+  ObjectKey object_key{r.kind, key.first, key.second};
+  if (!entry.good)
+    store_.erase(object_key);
+  else if (store_.find(object_key) != entry.good.get())
+    store_.upsert(entry.good);
+}
+
 void ApiSource::changed_locked() {
   ++version_;
   ++counters_.changes;
@@ -146,9 +155,12 @@ bool ApiSource::apply_list(size_t index, const json& items) {
     else
       ++version_;  // the store shows the new version; nothing to translate again
     if (old != state.entries.end()) state.entries.erase(old);
+    store_entry(r, key, entry);
     next.emplace(key, std::move(entry));
   }
   if (!state.entries.empty()) changed = true;  // objects that are gone
+  for (const auto& [key, gone] : state.entries)
+    store_.erase(ObjectKey{r.kind, key.first, key.second});
   state.entries = std::move(next);
   state.synced = true;
   ++counters_.lists;
@@ -170,6 +182,7 @@ bool ApiSource::apply_event(size_t index, const WatchEvent& event) {
   if (event.type == WatchEventType::Deleted) {
     if (old == state.entries.end()) return false;
     state.entries.erase(old);
+    store_.erase(ObjectKey{r.kind, key.first, key.second});
     changed_locked();
     return true;
   }
@@ -179,6 +192,7 @@ bool ApiSource::apply_event(size_t index, const WatchEvent& event) {
   const Entry* previous = old == state.entries.end() ? nullptr : &old->second;
   Entry entry = decode(r, event.object, previous);
   bool relevant = routing_change(r.kind, previous, entry);
+  store_entry(r, key, entry);
   state.entries[key] = std::move(entry);
   if (!relevant) {
     ++version_;  // the store shows the new version; nothing to translate again
@@ -192,11 +206,10 @@ SourceLoad ApiSource::reload() {
   std::lock_guard lock(mutex_);
   if (cached_version_ == version_) return cached_;
   SourceLoad load;
+  load.store = store_;  // shared until the next change writes to it
   for (const KindState& state : kinds_)
-    for (const auto& [key, entry] : state.entries) {
-      if (entry.good) load.store.upsert(entry.good);
+    for (const auto& [key, entry] : state.entries)
       load.issues.insert(load.issues.end(), entry.issues.begin(), entry.issues.end());
-    }
   cached_ = load;
   cached_version_ = version_;
   return load;

@@ -98,6 +98,9 @@ class ApiSource : public Source {
   /// the new one is invalid).
   Entry decode(const ApiResource& r, nlohmann::json object, const Entry* previous) const;
   void changed_locked();
+  /// Puts an entry's good version in the store (or takes the key out when it has none).
+  void store_entry(const ApiResource& r, const std::pair<std::string, std::string>& key,
+                   const Entry& entry);
   /// Whether replacing `previous` (null: none) with `next` changes what translation reads.
   static bool routing_change(Kind kind, const Entry* previous, const Entry& next);
   boost::asio::awaitable<void> reflect(size_t index);
@@ -112,6 +115,7 @@ class ApiSource : public Source {
   std::function<void()> on_change_;
   mutable std::mutex mutex_;
   std::vector<KindState> kinds_;
+  ObjectStore store_;     // the good version of every entry, kept as entries change
   uint64_t version_ = 0;  // bumped on every change
   uint64_t cached_version_ = ~uint64_t{0};
   SourceLoad cached_;
