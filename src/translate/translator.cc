@@ -258,6 +258,29 @@ bool serves_ingress(const k8s::ObjectStore& store, const Options& options,
 // which certificate a host gets, HTTPS redirects) is decided when the parts are assembled, so a
 // part never goes stale because of another object.
 
+/// One path of an Ingress (or its default backend) as a route, before conflicts are settled.
+struct PathRoute {
+  std::string host;  // lower case; "" for rules without a host
+  model::Route route;
+  int rule = -1;  // spec.rules[rule].http.paths[path]; -1: spec.defaultBackend
+  int path = 0;
+  bool resource = false;  // a resource backend (not supported)
+  /// Where this path or its backend is reported.
+  std::string field(bool backend) const {
+    std::string f = rule < 0 ? std::string("spec.defaultBackend")
+                             : fmt::format("spec.rules[{}].http.paths[{}]", rule, path);
+    if (backend)
+      f += rule < 0 ? (resource ? ".resource" : ".service")
+                    : (resource ? ".backend.resource" : ".backend.service");
+    return f;
+  }
+  /// Why this backend cannot take traffic, if it cannot; reported when the route is used.
+  std::string_view problem() const {
+    if (resource) return "resource backends are not supported by kedge";
+    return route.cluster->problem;
+  }
+};
+
 struct Translator::IngressPart {
   k8s::StoredObjectConstPtr so;    // the version translated
   const ObjectKey* key = nullptr;  // its key in State::ingresses
@@ -269,27 +292,7 @@ struct Translator::IngressPart {
   k8s::Issues issues;                   // annotations and certificates
   std::vector<std::pair<std::string, tls::ServerContextConstPtr>> certificates;  // lower-case host
   bool redirect_allowed = true;  // not nginx.ingress.kubernetes.io/ssl-redirect: "false"
-  struct PathRoute {
-    std::string host;  // lower case; "" for rules without a host
-    model::Route route;
-    int rule = -1;  // spec.rules[rule].http.paths[path]; -1: spec.defaultBackend
-    int path = 0;
-    bool resource = false;  // a resource backend (not supported)
-    /// Where this path or its backend is reported.
-    std::string field(bool backend) const {
-      std::string f = rule < 0 ? std::string("spec.defaultBackend")
-                               : fmt::format("spec.rules[{}].http.paths[{}]", rule, path);
-      if (backend)
-        f += rule < 0 ? (resource ? ".resource" : ".service")
-                      : (resource ? ".backend.resource" : ".backend.service");
-      return f;
-    }
-    /// Why this backend cannot take traffic, if it cannot; reported when the route is used.
-    std::string_view problem() const {
-      if (resource) return "resource backends are not supported by kedge";
-      return route.cluster->problem;
-    }
-  };
+  using PathRoute = translate::PathRoute;
   std::optional<PathRoute> default_backend;
   std::vector<PathRoute> routes;  // rule and path order
 };
