@@ -1,6 +1,5 @@
 #include "control/controller.h"
 
-#include <malloc.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
 
@@ -138,9 +137,6 @@ size_t Controller::load_now() {
   retired_ = previous ? previous->snapshot : nullptr;
   slot_.set(std::move(state));
   if (on_published_) on_published_();
-  // A large translation frees much of what it allocated (file text, parse trees, the parts it
-  // replaced): give those pages back.
-  if (work.ingresses + work.services > 1000) malloc_trim(0);
   return n;
 }
 
