@@ -475,24 +475,14 @@ void Translator::invalidate(const k8s::ObjectStore& store, const Options& option
       }
     }
   }
+  if (everything) {  // start again from nothing
+    s = State{};
+    s.options = options;
+    s.primed = true;
+  }
   s.store = store;  // the slice index points into it
   s.allocations = allocations;
   if (everything) {
-    s.options = options;
-    s.primed = true;
-    s.slices.clear();
-    s.clusters.clear();
-    s.ingresses.clear();
-    s.services.clear();
-    s.dependents.clear();
-    s.hosts.clear();
-    s.dirty_hosts.clear();
-    s.host_issues.clear();
-    s.defaults.clear();
-    s.served.clear();
-    s.served_list.reset();
-    s.stale_ports.clear();
-    s.previous.reset();
     s.store.for_each<k8s::EndpointSlice>(
         [&](const k8s::EndpointSlice& e, const StoredObject&) { index_slice(s.slices, &e, true); });
     return;
