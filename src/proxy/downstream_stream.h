@@ -1,11 +1,11 @@
 #pragma once
 
 #include "model/snapshot.h"
+#include "tls/stream.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -20,18 +20,18 @@ namespace kedge::proxy {
 /// Thread: owning worker only. Owner: the HttpSession.
 class DownstreamStream {
  public:
-  using Tls = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+  using Tls = tls::Stream;
   using IoResult = std::tuple<boost::system::error_code, size_t>;
 
   explicit DownstreamStream(boost::asio::ip::tcp::socket socket) : plain_(std::move(socket)) {}
   DownstreamStream(std::unique_ptr<Tls> tls, std::string server_name,
                    model::SnapshotConstPtr handshake_snapshot)
-      : plain_(tls->get_executor()),
+      : plain_(tls->socket().get_executor()),
         tls_(std::move(tls)),
         server_name_(std::move(server_name)),
         handshake_snapshot_(std::move(handshake_snapshot)) {}
 
-  boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
+  boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->socket() : plain_; }
   bool is_tls() const { return tls_ != nullptr; }
   /// The SNI name the client sent ("" without SNI or without TLS).
   const std::string& server_name() const { return server_name_; }
@@ -39,12 +39,12 @@ class DownstreamStream {
 
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer) {
     constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
-    if (tls_) co_return co_await tls_->async_read_some(buffer, t);
+    if (tls_) co_return co_await tls_->read_some(buffer);
     co_return co_await plain_.async_read_some(buffer, t);
   }
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer) {
     constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
-    if (tls_) co_return co_await boost::asio::async_write(*tls_, buffer, t);
+    if (tls_) co_return co_await tls_->write(buffer);
     co_return co_await boost::asio::async_write(plain_, buffer, t);
   }
 

@@ -586,19 +586,16 @@ asio::awaitable<void> serve_https(WorkerContext& ctx, tcp::socket socket,
                                   const ListenerInfo& listener) {
   model::SnapshotConstPtr snapshot = ctx.snapshot;
   if (!snapshot || !snapshot->default_certificate) co_return;  // closes the socket
-  // asio wraps an SSL_CTX it then owns; give it a reference of its own.
-  SSL_CTX* initial = snapshot->default_certificate->native();
-  SSL_CTX_up_ref(initial);
-  asio::ssl::context wrapper(initial);
-  auto stream = std::make_unique<DownstreamStream::Tls>(std::move(socket), wrapper);
+  auto stream = std::make_unique<DownstreamStream::Tls>(std::move(socket),
+                                                        snapshot->default_certificate->native());
   SnapshotSniSelector selector(*snapshot);
   tls::attach_sni_selector(stream->native_handle(), &selector);
-  asio::steady_timer deadline(stream->get_executor(), ctx.limits.client_header_timeout);
-  deadline.async_wait([s = &stream->next_layer()](boost::system::error_code ec) {
+  asio::steady_timer deadline(stream->socket().get_executor(), ctx.limits.client_header_timeout);
+  deadline.async_wait([s = &stream->socket()](boost::system::error_code ec) {
     boost::system::error_code ignored;
     if (!ec) s->cancel(ignored);
   });
-  auto [ec] = co_await stream->async_handshake(asio::ssl::stream_base::server, kUseTuple);
+  boost::system::error_code ec = co_await stream->handshake();
   deadline.cancel();
   tls::attach_sni_selector(stream->native_handle(), nullptr);
   if (ec) {

@@ -1,0 +1,222 @@
+// tls::Stream, the server side of TLS that kedge's listeners use, against asio's client.
+#include "tls/stream.h"
+#include "tls/server_context.h"
+
+#include <gtest/gtest.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <string>
+
+namespace kedge::tls {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+std::string pattern(size_t n, char seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7 % 251);
+  return s;
+}
+
+/// A connected pair: kedge's server stream and an asio TLS client.
+struct Pair {
+  asio::io_context io;
+  ServerContextConstPtr cert;
+  asio::ssl::context client_ctx{asio::ssl::context::tls_client};
+  std::unique_ptr<Stream> server;
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> client;
+
+  Pair() {
+    auto pem = make_self_signed({"stream.test"});
+    auto made = ServerContext::from_pem(pem.cert, pem.key, "test");
+    EXPECT_TRUE(made.has_value());
+    cert = *made;
+    tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    tcp::socket c(io);
+    c.connect(acceptor.local_endpoint());
+    server = std::make_unique<Stream>(acceptor.accept(), cert->native());
+    client_ctx.set_verify_mode(asio::ssl::verify_none);
+    client = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(c), client_ctx);
+  }
+
+  /// Runs both sides to completion (bounded: a hang fails the test instead of the run).
+  void run(asio::awaitable<void> server_side, asio::awaitable<void> client_side) {
+    asio::co_spawn(io, std::move(server_side), asio::detached);
+    asio::co_spawn(io, std::move(client_side), asio::detached);
+    io.run_for(std::chrono::seconds(20));
+    EXPECT_TRUE(io.stopped()) << "did not finish";
+  }
+};
+
+TEST(TlsStream, HandshakeThenBytesBothWaysIntact) {
+  Pair p;
+  const std::string request = pattern(100'000, 'a');
+  std::string received, echoed;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        char buf[4096];
+        while (received.size() < request.size()) {
+          auto [ec, n] = co_await p.server->read_some(asio::buffer(buf));
+          if (ec) break;
+          received.append(buf, n);
+        }
+        auto [ec, n] = co_await p.server->write(asio::buffer(received));
+        EXPECT_FALSE(ec);
+        EXPECT_EQ(n, received.size());
+      }(),
+      [&]() -> asio::awaitable<void> {
+        auto [hec] = co_await p.client->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+        EXPECT_FALSE(hec) << hec.message();
+        co_await asio::async_write(*p.client, asio::buffer(request), kUseTuple);
+        echoed.resize(request.size());
+        auto [ec, n] = co_await asio::async_read(*p.client, asio::buffer(echoed), kUseTuple);
+        EXPECT_FALSE(ec) << ec.message();
+      }());
+  EXPECT_EQ(received, request);
+  EXPECT_EQ(echoed, request);
+}
+
+TEST(TlsStream, ConcurrentReadAndWriteKeepBothStreamsWhole) {
+  // HTTP/2 reads and writes one stream at once: the writes must not interleave or get lost.
+  Pair p;
+  const std::string up = pattern(2'000'000, 'u'), down = pattern(2'000'000, 'd');
+  std::string server_got, client_got;
+  int done = 0;
+  auto server_reader = [&]() -> asio::awaitable<void> {
+    char buf[16384];
+    while (server_got.size() < up.size()) {
+      auto [ec, n] = co_await p.server->read_some(asio::buffer(buf));
+      if (ec) break;
+      server_got.append(buf, n);
+    }
+    ++done;
+  };
+  auto server_writer = [&]() -> asio::awaitable<void> {
+    for (size_t at = 0; at < down.size(); at += 10'000) {  // many small writes
+      auto [ec, n] = co_await p.server->write(asio::buffer(down.data() + at, 10'000));
+      if (ec) break;
+    }
+    ++done;
+  };
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        auto ex = co_await asio::this_coro::executor;
+        asio::co_spawn(ex, server_reader(), asio::detached);
+        asio::co_spawn(ex, server_writer(), asio::detached);
+      }(),
+      [&]() -> asio::awaitable<void> {
+        co_await p.client->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+        auto ex = co_await asio::this_coro::executor;
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+              co_await asio::async_write(*p.client, asio::buffer(up), kUseTuple);
+            },
+            asio::detached);
+        client_got.resize(down.size());
+        co_await asio::async_read(*p.client, asio::buffer(client_got), kUseTuple);
+      }());
+  EXPECT_EQ(done, 2);
+  EXPECT_TRUE(server_got == up) << server_got.size();
+  EXPECT_TRUE(client_got == down);
+}
+
+TEST(TlsStream, CloseNotifyIsEndOfStream) {
+  Pair p;
+  boost::system::error_code read_ec;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        char buf[64];
+        auto [ec, n] = co_await p.server->read_some(asio::buffer(buf));
+        read_ec = ec;
+        p.server->socket().close();  // the client's shutdown waits for the peer to go
+      }(),
+      [&]() -> asio::awaitable<void> {
+        co_await p.client->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+        co_await p.client->async_shutdown(kUseTuple);
+      }());
+  EXPECT_EQ(read_ec, asio::error::eof) << read_ec.message();
+}
+
+TEST(TlsStream, AMalformedHelloFailsTheHandshakeWithAnAlert) {
+  Pair p;
+  boost::system::error_code handshake_ec;
+  std::string answer;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        handshake_ec = co_await p.server->handshake();
+        p.server->socket().close();
+      }(),
+      [&]() -> asio::awaitable<void> {
+        tcp::socket& raw = p.client->next_layer();
+        // A handshake record holding a ClientHello too short to be one.
+        const unsigned char hello[] = {0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00,
+                                       0x00, 0x04, 0xff, 0xff, 0xff, 0xff};
+        co_await asio::async_write(raw, asio::buffer(hello), kUseTuple);
+        char buf[256];
+        while (true) {
+          auto [ec, n] = co_await raw.async_read_some(asio::buffer(buf), kUseTuple);
+          if (ec) break;
+          answer.append(buf, n);
+        }
+      }());
+  EXPECT_TRUE(handshake_ec);
+  ASSERT_FALSE(answer.empty());
+  EXPECT_EQ(static_cast<unsigned char>(answer[0]), 21) << "a TLS alert record";
+}
+
+TEST(TlsStream, NotTlsFailsTheHandshake) {
+  Pair p;
+  boost::system::error_code handshake_ec;
+  std::string answer;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        handshake_ec = co_await p.server->handshake();
+        p.server->socket().close();
+      }(),
+      [&]() -> asio::awaitable<void> {
+        tcp::socket& raw = p.client->next_layer();
+        std::string get = "GET / HTTP/1.1\r\nHost: stream.test\r\n\r\n";
+        co_await asio::async_write(raw, asio::buffer(get), kUseTuple);
+        char buf[256];
+        while (true) {
+          auto [ec, n] = co_await raw.async_read_some(asio::buffer(buf), kUseTuple);
+          if (ec) break;
+          answer.append(buf, n);
+        }
+      }());
+  EXPECT_TRUE(handshake_ec);
+  EXPECT_EQ(answer.find("HTTP"), std::string::npos) << "nothing but TLS goes back";
+}
+
+TEST(TlsStream, PeerGoneMidStreamIsAnError) {
+  Pair p;
+  boost::system::error_code read_ec;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        char buf[64];
+        auto [ec, n] = co_await p.server->read_some(asio::buffer(buf));
+        read_ec = ec;
+      }(),
+      [&]() -> asio::awaitable<void> {
+        co_await p.client->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+        p.client->next_layer().close();  // no close_notify
+      }());
+  EXPECT_TRUE(read_ec);
+}
+
+}  // namespace
+}  // namespace kedge::tls
