@@ -2,43 +2,51 @@
 
 #include "upstream/upstreams.h"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 namespace kedge::proxy {
 
 namespace asio = boost::asio;
 
 Deadline::Deadline(const asio::any_io_executor& executor, asio::ip::tcp::socket* downstream)
-    : timer_(executor), downstream_(downstream) {}
+    : s_(std::make_shared<State>(executor)) {
+  s_->downstream = downstream;
+}
 
 void Deadline::arm(Phase phase, Millis timeout) {
-  phase_ = phase;
-  fired_ = false;
-  deadline_ = Clock::now() + timeout;
-  if (deadline_ < armed_) timer_.cancel();  // wake run() to wait for the earlier deadline
+  State& s = *s_;
+  s.phase = phase;
+  s.fired = false;
+  s.deadline = Clock::now() + timeout;
+  if (s.deadline < s.armed) s.timer.cancel();  // the handler waits again, for the earlier time
+}
+
+void Deadline::start() {
+  s_->stopped = false;
+  wait(s_);
 }
 
 void Deadline::stop() {
-  stopped_ = true;
-  timer_.cancel();
+  if (s_->stopped) return;
+  s_->stopped = true;
+  s_->timer.cancel();
 }
 
-asio::awaitable<void> Deadline::run() {
-  constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-  while (!stopped_) {
-    armed_ = deadline_;
-    timer_.expires_at(armed_);
-    co_await timer_.async_wait(kUseTuple);
-    if (stopped_) break;
-    if (Clock::now() < deadline_) continue;
-    fired_ = true;
-    fired_phase_ = phase_;
-    boost::system::error_code ignored;
-    if (downstream_) downstream_->cancel(ignored);
-    if (upstream_) upstream_->socket.cancel(ignored);
-    deadline_ = Clock::now() + std::chrono::hours(24);
-  }
+void Deadline::wait(std::shared_ptr<State> sp) {
+  State& s = *sp;
+  s.armed = s.deadline;
+  s.timer.expires_at(s.armed);
+  s.timer.async_wait([sp = std::move(sp)](boost::system::error_code) mutable {
+    State& t = *sp;
+    if (t.stopped) return;  // the sockets may be gone: touch nothing
+    if (Clock::now() >= t.deadline) {
+      t.fired = true;
+      t.fired_phase = t.phase;
+      boost::system::error_code ignored;
+      if (t.downstream) t.downstream->cancel(ignored);
+      if (t.upstream) t.upstream->socket.cancel(ignored);
+      t.deadline = Clock::now() + std::chrono::hours(24);
+    }
+    wait(std::move(sp));  // re-armed later, or moved earlier (a cancel), or fired
+  });
 }
 
 }  // namespace kedge::proxy

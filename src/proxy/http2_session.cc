@@ -463,14 +463,12 @@ asio::awaitable<void> Http2Session::proxy(Stream& s, const model::Route& route) 
     co_return local(s, 413, route.stats_key);
   Deadline deadline(down_.socket().get_executor(), nullptr);
   s.deadline = &deadline;
-  auto bounded = [&]() -> asio::awaitable<void> {
-    if (model::is_http2(route.options.protocol))
-      co_await exchange_h2(s, route, deadline, max_body);
-    else
-      co_await exchange(s, route, deadline, max_body);
-    deadline.stop();
-  };
-  co_await (bounded() || deadline.run());
+  deadline.start();
+  if (model::is_http2(route.options.protocol))
+    co_await exchange_h2(s, route, deadline, max_body);
+  else
+    co_await exchange(s, route, deadline, max_body);
+  deadline.stop();
   s.deadline = nullptr;
 }
 

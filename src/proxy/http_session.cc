@@ -77,7 +77,10 @@ void HttpSession::close_if_idle() {
   down_.socket().cancel(ignored);  // the pending read ends; one_request() closes the connection
 }
 
-asio::awaitable<void> HttpSession::run() { co_await (serve() || deadline_.run()); }
+asio::awaitable<void> HttpSession::run() {
+  deadline_.start();
+  co_await serve();
+}
 
 asio::awaitable<void> HttpSession::serve() {
   ++ctx_.stats.active_connections;
