@@ -56,6 +56,15 @@ class MessageHead {
   bool in_value_ = false;
 };
 
-bool iequals(std::string_view a, std::string_view b);
+/// ASCII case-insensitive equality (field names, tokens). Inline: it runs for every field.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    if ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z') return false;
+  }
+  return true;
+}
 
 }  // namespace kedge::http1

@@ -1,6 +1,9 @@
 #include "proxy/forwarding.h"
 
 #include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
 
 namespace kedge::proxy {
 
@@ -8,21 +11,46 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection",        "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-      "transfer-encoding", "expect",     "http2-settings"};
-  for (auto n : kNames)
-    if (http1::iequals(name, n)) return true;
-  return false;
+  using http1::iequals;
+  switch (name.size()) {  // by length first: most names are rejected without a comparison
+    case 2:
+      return iequals(name, "te");
+    case 6:
+      return iequals(name, "expect");
+    case 7:
+      return iequals(name, "trailer") || iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 14:
+      return iequals(name, "http2-settings");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      return false;
+  }
 }
 
 bool is_forwarding_header(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-      "x-real-ip",       "x-request-id",      "x-scheme"};
-  for (auto n : kNames)
-    if (http1::iequals(name, n)) return true;
-  return false;
+  using http1::iequals;
+  if (name.size() < 8 || (name[0] | 0x20) != 'x' || name[1] != '-') return false;
+  switch (name.size()) {
+    case 8:
+      return iequals(name, "x-scheme");
+    case 9:
+      return iequals(name, "x-real-ip");
+    case 12:
+      return iequals(name, "x-request-id");
+    case 15:
+      return iequals(name, "x-forwarded-for");
+    case 16:
+      return iequals(name, "x-forwarded-host") || iequals(name, "x-forwarded-port");
+    case 17:
+      return iequals(name, "x-forwarded-proto");
+    default:
+      return false;
+  }
 }
 
 bool idempotent(std::string_view method) {
@@ -41,18 +69,88 @@ tcp::endpoint to_asio(const model::SocketAddress& a) {
   return {asio::ip::address_v4(b), a.port};
 }
 
+void append_status_line(std::string& out, int status, std::string_view reason) {
+  char digits[12];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, status);
+  out.append("HTTP/1.1 ").append(digits, end).push_back(' ');
+  out.append(reason).append("\r\n");
+}
+
+void make_request_id(uint64_t high, uint64_t low, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.resize(32);
+  for (int i = 0; i < 16; ++i) {
+    out[15 - i] = kHex[(high >> (4 * i)) & 15];
+    out[31 - i] = kHex[(low >> (4 * i)) & 15];
+  }
+}
+
+void append_forwarding_fields(std::string& out, std::string_view request_id,
+                              std::string_view client_ip, std::string_view host, uint16_t port,
+                              std::string_view scheme) {
+  char digits[8];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, port);
+  std::string_view port_text(digits, static_cast<size_t>(end - digits));
+  for (std::string_view part :
+       {std::string_view("X-Request-ID: "), request_id, std::string_view("\r\nX-Real-IP: "),
+        client_ip, std::string_view("\r\nX-Forwarded-For: "), client_ip,
+        std::string_view("\r\nX-Forwarded-Host: "), host,
+        std::string_view("\r\nX-Forwarded-Port: "), port_text,
+        std::string_view("\r\nX-Forwarded-Proto: "), scheme, std::string_view("\r\nX-Scheme: "),
+        scheme, std::string_view("\r\n\r\n")})
+    out.append(part);
+}
+
 void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
                             std::string_view drop_name) {
+  // The names that Connection fields list, gathered once per head (RFC 9110 §7.6.1). Most heads
+  // have no Connection field, or one that lists only keep-alive or close.
+  std::array<std::string_view, 8> listed;
+  size_t n_listed = 0;
+  bool many = false;  // more than fit: ask the head for each field instead
+  for (size_t i = 0; i < head.size() && !many; ++i) {
+    if (!http1::iequals(head.name(i), "connection")) continue;
+    std::string_view v = head.value(i);
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view item = v.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (!item.empty() && !is_hop_by_hop(item)) {
+        if (n_listed == listed.size()) {
+          many = true;
+          break;
+        }
+        listed[n_listed++] = item;
+      }
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  auto is_listed = [&](std::string_view name) {
+    if (many) return head.has_token("connection", name);
+    for (size_t k = 0; k < n_listed; ++k)
+      if (http1::iequals(listed[k], name)) return true;
+    return false;
+  };
   for (size_t i = 0; i < head.size(); ++i) {
     std::string_view name = head.name(i);
     if (is_hop_by_hop(name) || (drop_forwarding && is_forwarding_header(name))) continue;
     if (drop_forwarding && http1::iequals(name, "host")) continue;  // requests: set by the caller
     if (!drop_name.empty() && http1::iequals(name, drop_name)) continue;
-    if (head.has_token("connection", name)) continue;
-    out.append(name);
-    out.append(": ");
-    out.append(head.value(i));
-    out.append("\r\n");
+    if ((n_listed > 0 || many) && is_listed(name)) continue;
+    std::string_view value = head.value(i);
+    size_t at = out.size();
+    out.resize(at + name.size() + value.size() + 4);
+    char* p = out.data() + at;
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    *p++ = ':';
+    *p++ = ' ';
+    std::memcpy(p, value.data(), value.size());
+    p += value.size();
+    *p++ = '\r';
+    *p = '\n';
   }
 }
 

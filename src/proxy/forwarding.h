@@ -7,6 +7,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,18 @@ ClientAddress client_address(const boost::asio::ip::tcp::socket& socket);
 
 /// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
 /// `drop_forwarding` (requests) also drops Host and the forwarding fields, which the caller sets.
+/// Appends "HTTP/1.1 STATUS REASON\r\n".
+void append_status_line(std::string& out, int status, std::string_view reason);
+
+/// A new request id in `out`: 32 lowercase hex digits (ingress-nginx's $req_id format).
+void make_request_id(uint64_t high, uint64_t low, std::string& out);
+
+/// Appends the fields kedge sets on every request it forwards (X-Request-ID, X-Real-IP, the
+/// X-Forwarded family, X-Scheme) and the blank line that ends the head.
+void append_forwarding_fields(std::string& out, std::string_view request_id,
+                              std::string_view client_ip, std::string_view host, uint16_t port,
+                              std::string_view scheme);
+
 void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
                             std::string_view drop_name = {});
 

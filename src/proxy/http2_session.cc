@@ -359,7 +359,10 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
       s.request_id = h.value;
     }
   }
-  if (s.request_id.empty()) s.request_id = fmt::format("{:016x}{:016x}", ctx_.rng(), ctx_.rng());
+  if (s.request_id.empty()) {
+    uint64_t high = ctx_.rng();
+    make_request_id(high, ctx_.rng(), s.request_id);
+  }
   s.method = method;
   if (method == "CONNECT") co_return local(s, 405);
   if (authority.empty()) authority = host_field;
@@ -419,12 +422,8 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
                                     found_host ? host_field : authority);
   copy_end_to_end_fields(head, up_head, true);
   if (chunked) up_head.append("Transfer-Encoding: chunked\r\n");
-  fmt::format_to(std::back_inserter(up_head),
-                 "X-Request-ID: {}\r\nX-Real-IP: {}\r\nX-Forwarded-For: {}\r\n"
-                 "X-Forwarded-Host: {}\r\nX-Forwarded-Port: {}\r\nX-Forwarded-Proto: {}\r\n"
-                 "X-Scheme: {}\r\n\r\n",
-                 s.request_id, client_ip_, client_ip_, authority, listener_.port, listener_.scheme,
-                 listener_.scheme);
+  append_forwarding_fields(up_head, s.request_id, client_ip_, authority, listener_.port,
+                           listener_.scheme);
   if (model::is_http2(route->options.protocol)) {
     // HTTP/2 on both sides: the fields go as they came (with `te: trailers`, which gRPC needs).
     auto& h = s.up_headers;

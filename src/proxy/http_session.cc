@@ -172,7 +172,8 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   if (auto rid = head.get("x-request-id"); !rid.empty() && rid.size() <= 128) {
     request_id_ = rid;
   } else {
-    request_id_ = fmt::format("{:016x}{:016x}", ctx_.rng(), ctx_.rng());
+    uint64_t high = ctx_.rng();
+    make_request_id(high, ctx_.rng(), request_id_);
   }
 
   // Framing rules that keep request smuggling out (RFC 9112 §6.3).
@@ -316,12 +317,8 @@ void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunk
   }
   if (chunked) out.append("Transfer-Encoding: chunked\r\n");
   std::string_view original_host = found_host ? host : std::string_view(host_);
-  fmt::format_to(std::back_inserter(out),
-                 "X-Request-ID: {}\r\nX-Real-IP: {}\r\nX-Forwarded-For: {}\r\n"
-                 "X-Forwarded-Host: {}\r\nX-Forwarded-Port: {}\r\nX-Forwarded-Proto: {}\r\n"
-                 "X-Scheme: {}\r\n\r\n",
-                 request_id_, client_ip_, client_ip_, original_host, listener_.port,
-                 listener_.scheme, listener_.scheme);
+  append_forwarding_fields(out, request_id_, client_ip_, original_host, listener_.port,
+                           listener_.scheme);
 }
 
 asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& route) {
@@ -395,7 +392,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
         const http1::MessageHead& ih = exchange.response().head();
         if (ih.status == 100) continue;
         out_.clear();
-        fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", ih.status, ih.reason());
+        append_status_line(out_, ih.status, ih.reason());
         copy_end_to_end_fields(ih, out_, false);
         out_.append("\r\n");
         if (!co_await write_down(out_.data(), out_.size())) co_return Outcome::Close;
@@ -431,7 +428,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   bool keep_alive = request_.keep_alive() && !until_close && !dechunk && !upgrade &&
                     !ctx_.draining && request_complete;
   out_.clear();
-  fmt::format_to(std::back_inserter(out_), "HTTP/1.1 {} {}\r\n", status, rh.reason());
+  append_status_line(out_, status, rh.reason());
   copy_end_to_end_fields(rh, out_, false);
   if (response.chunked() && !dechunk) out_.append("Transfer-Encoding: chunked\r\n");
   if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
