@@ -2,6 +2,11 @@
 
 namespace kedge::http1 {
 
+namespace {
+constexpr size_t kTypicalBytes = 1024;
+constexpr size_t kTypicalFields = 24;
+}  // namespace
+
 void MessageHead::clear() {
   storage_.clear();
   fields_.clear();
@@ -12,12 +17,16 @@ void MessageHead::clear() {
 }
 
 void MessageHead::append(Span& span, std::string_view s) {
+  // Room for a typical head at the first byte (not before: an idle connection stays small), so
+  // that parsing one allocates twice instead of at every few fields. clear() keeps it.
+  if (storage_.capacity() < kTypicalBytes) storage_.reserve(kTypicalBytes);
   if (span.length == 0) span.offset = static_cast<uint32_t>(storage_.size());
   storage_.append(s);
   span.length += static_cast<uint32_t>(s.size());
 }
 
 void MessageHead::append_name(std::string_view s) {
+  if (fields_.capacity() < kTypicalFields) fields_.reserve(kTypicalFields);
   if (fields_.empty() || in_value_) {
     fields_.emplace_back();
     fields_.back().name.offset = static_cast<uint32_t>(storage_.size());

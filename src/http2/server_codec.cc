@@ -31,6 +31,7 @@ struct Callbacks {
     if (c.calm_) return 0;
     auto& p = c.pending_[frame->hd.stream_id];
     p.headers.clear();  // trailers start a new block
+    p.headers.reserve(16);  // a browser's request: one allocation instead of five
     p.bytes = 0;
     return 0;
   }

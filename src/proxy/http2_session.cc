@@ -397,30 +397,33 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
                        ctx_.limits.limit_req_status, ctx_.limits.limit_conn_status, hold);
     if (status != 0) co_return local(s, status, route->stats_key);
   }
-  // The upstream request head, as an HTTP/1.1 head would be parsed (Cookie fields joined).
-  http1::MessageHead head;
-  head.append_method(method);
-  head.append_target(path);
+  // The upstream request head: the client's fields but the hop's own and the forwarding ones,
+  // Cookie fields joined (RFC 9113 §8.2.3). HTTP/2 has no Connection field (nghttp2 refuses
+  // one), so no other field is named hop-by-hop by one.
+  std::string up_head;
+  up_head.reserve(512);
+  up_head.append(method).append(" ").append(path).append(" HTTP/1.1\r\nHost: ");
+  up_head.append(found_host ? host_field : authority).append("\r\n");
   std::string cookies;
+  std::string_view length;
+  bool has_length = false;
   for (auto& h : s.headers) {
-    if (h.name.starts_with(':')) continue;
-    if (h.name == "cookie") {
+    std::string_view name = h.name;
+    if (name.starts_with(':') || name == "host") continue;
+    if (name == "cookie") {
       if (!cookies.empty()) cookies.append("; ");
       cookies.append(h.value);
       continue;
     }
-    head.append_name(h.name);
-    head.append_value(h.value);
+    if (name == "content-length" && !has_length) {
+      has_length = true;
+      length = h.value;
+    }
+    if (is_hop_by_hop(name) || is_forwarding_header(name)) continue;
+    up_head.append(name).append(": ").append(h.value).append("\r\n");
   }
-  if (!cookies.empty()) {
-    head.append_name("cookie");
-    head.append_value(cookies);
-  }
-  const bool has_length = head.count("content-length") > 0;
+  if (!cookies.empty()) up_head.append("cookie: ").append(cookies).append("\r\n");
   const bool chunked = !s.end_stream && !has_length;
-  std::string up_head = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\n", method, path,
-                                    found_host ? host_field : authority);
-  copy_end_to_end_fields(head, up_head, true);
   if (chunked) up_head.append("Transfer-Encoding: chunked\r\n");
   append_forwarding_fields(up_head, s.request_id, client_ip_, authority, listener_.port,
                            listener_.scheme);
@@ -445,7 +448,6 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
     h.push_back({"x-forwarded-proto", listener_.scheme});
     h.push_back({"x-scheme", listener_.scheme});
   }
-  std::string_view length = head.get("content-length");
   std::from_chars(length.data(), length.data() + length.size(), s.content_length);
   s.up_head = std::move(up_head);
   s.chunked = chunked;
@@ -546,6 +548,7 @@ asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& rout
   const int status = rh.status;
   stats.by_status[status]++;
   std::vector<http2::Header> headers;
+  headers.reserve(rh.size() + 1);
   for (size_t i = 0; i < rh.size(); ++i) {
     std::string_view name = rh.name(i);
     if (is_hop_by_hop(name) || rh.has_token("connection", name)) continue;
