@@ -53,7 +53,7 @@ class Worker {
   };
 
   std::unordered_set<proxy::HttpSession*> sessions_;  // before ioc_: outlives its handlers
-  IoContext ioc_{1};
+  IoContext ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};  // only this thread touches its sockets
   proxy::WorkerContext ctx_;
   std::deque<Listener> listeners_;
   std::thread thread_;
