@@ -2,8 +2,9 @@
 #include "echo/echo_server.h"
 #include "server/options.h"
 
-#include <unistd.h>
 #include <CLI/CLI.hpp>
+
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -77,16 +78,17 @@ void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
 
 namespace {
 
-/// glibc reads its tunables once, when the program starts: to have malloc back the heap with
-/// transparent huge pages (far fewer page faults and TLB misses when 10,000 Ingresses are
-/// loaded), kedge starts itself once more with the tunable set. GLIBC_TUNABLES set by the user
-/// (even empty) is left alone, and so is a sanitizer build.
-void exec_with_huge_pages(char** argv) {
-#if !defined(__SANITIZE_ADDRESS__)
-  if (std::getenv("GLIBC_TUNABLES")) return;
-  if (setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 0) != 0) return;
+/// The heap (mimalloc, see src/CMakeLists.txt) takes 2 MiB pages from the kernel: loading 10,000
+/// Ingresses takes less than half as long, with far fewer page faults and TLB misses. mimalloc
+/// reads its options when the process starts, so kedge starts itself once more with the option
+/// set. MIMALLOC_LARGE_OS_PAGES set by the user (even empty) is left alone, and so is a build
+/// without mimalloc (sanitizers).
+void exec_with_large_pages(char** argv) {
+#if defined(KEDGE_MIMALLOC)
+  if (std::getenv("MIMALLOC_LARGE_OS_PAGES")) return;
+  if (setenv("MIMALLOC_LARGE_OS_PAGES", "1", 0) != 0) return;
   execv("/proc/self/exe", argv);
-  unsetenv("GLIBC_TUNABLES");  // could not: run as we are
+  unsetenv("MIMALLOC_LARGE_OS_PAGES");  // could not: run as we are
 #else
   (void)argv;
 #endif
@@ -95,7 +97,7 @@ void exec_with_huge_pages(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  exec_with_huge_pages(argv);
+  exec_with_large_pages(argv);
   CLI::App app{
       "kedge: Kubernetes Ingress, Services, NodePorts and LoadBalancers in one binary.\n"
       "Reads Service, EndpointSlice, Endpoints, Ingress, IngressClass and Secret objects\n"
