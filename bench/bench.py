@@ -44,6 +44,7 @@ SCALE_ENDPOINTS = env("BENCH_SCALE_ENDPOINTS", 5, 5)  # per Service
 SCALE_CHANGES = env("BENCH_SCALE_CHANGES", 20, 8)
 CALLGRIND_REQUESTS = env("BENCH_CALLGRIND_REQUESTS", 20000, 5000)
 CALLGRIND_PROXIES = env("BENCH_CALLGRIND_PROXIES", "kedge nginx haproxy", "kedge nginx haproxy").split()
+CALLGRIND_WORKLOADS = env("BENCH_CALLGRIND_WORKLOADS", "ka100 tls-h2", "ka100 tls-h2").split()
 SECTIONS = env("BENCH_SECTIONS", "matrix change scale callgrind", "matrix change scale callgrind").split()
 CLIENT_CPU = env("BENCH_CLIENT_CPU", "1", "1")
 SERVER_CPU = env("BENCH_SERVER_CPU", "0", "0")
@@ -501,7 +502,7 @@ def start_haproxy(tmp, ports, workers, pem, **kw):
 
 
 def start_kedge(tmp, ports, workers, mdir, ready_timeout=60, prefix=()):
-    cmd = list(prefix) + [KEDGE, "--log-level", "error", "serve", "--manifests", mdir,
+    cmd = list(prefix) + [KEDGE, "--log-level", os.environ.get("BENCH_KEDGE_LOG", "error"), "serve", "--manifests", mdir,
                           "--http-listen", f"127.0.0.1:{ports['http']}",
                           "--https-listen", f"127.0.0.1:{ports['https']}",
                           "--admin-listen", f"127.0.0.1:{ports['admin']}", "--workers", str(workers),
@@ -711,55 +712,69 @@ def callgrind_total(path):
     raise RuntimeError("no totals in " + path)
 
 
+def callgrind_client(workload, ports, n):
+    """h2load for a callgrind run: HTTP/1.1 keep-alive 100 B, or TLS 1.3 + HTTP/2 4 KiB (20 streams)."""
+    if workload == "tls-h2":
+        return ["taskset", "-c", CLIENT_CPU, "h2load", "-c1", "-m20", f"-n{n}",
+                f"--connect-to=127.0.0.1:{ports['https']}", f"https://{HOST}:{ports['https']}/b4k"]
+    return ["taskset", "-c", CLIENT_CPU, "h2load", "--h1", "-c1", "-m1", f"-n{n}",
+            f"--connect-to=127.0.0.1:{ports['http']}", f"http://{HOST}:{ports['http']}/b100"]
+
+
 def run_callgrind(tmp, backend, crt, key, pem, results):
-    """Instructions per proxied request (keep-alive, 100 B): the stable figure across commits."""
-    for name in CALLGRIND_PROXIES:
-        ports = dict(backend.ports, **proxy_ports())
-        out = os.path.join(tmp, f"callgrind.{name}.out")
-        for f in os.listdir(tmp):
-            if f.startswith(f"callgrind.{name}.out"):
-                os.unlink(os.path.join(tmp, f))
-        # GLIBC_TUNABLES set: kedge does not start itself again (which valgrind would not follow).
-        vg = ["env", "GLIBC_TUNABLES=", "valgrind", "--tool=callgrind", "--instr-atstart=no",
-              f"--callgrind-out-file={out}"]
-        if name == "kedge":
-            mdir = os.path.join(tmp, "manifests-cg")
-            shutil.rmtree(mdir, ignore_errors=True)
-            kedge_manifests(tmp, mdir, ports, VHOSTS, crt, key)
-            p = start_kedge(tmp, ports, 1, mdir, ready_timeout=300, prefix=vg)
-        elif name == "nginx":
-            conf = os.path.join(tmp, "nginx-cg.conf")
-            with open(conf, "w") as f:
-                f.write(nginx_conf(tmp, "nginx-cg", ports, 1, crt, key).replace(
-                    "daemon off;", "daemon off;\nmaster_process off;"))
-            p = Proxy(name, popen(vg + ["nginx", "-c", conf, "-p", tmp], SERVER_CPU), ports)
-            wait_http(ports["http"], HOST, timeout=300)
-        else:
-            conf = os.path.join(tmp, "haproxy-cg.cfg")
-            with open(conf, "w") as f:
-                f.write(haproxy_conf(tmp, ports, 1, pem))
-            p = Proxy(name, popen(vg + ["haproxy", "-q", "-f", conf], SERVER_CPU), ports)
-            wait_http(ports["http"], HOST, timeout=300)
-        client = ["taskset", "-c", CLIENT_CPU, "h2load", "--h1", "-c1", "-m1",
-                  f"--connect-to=127.0.0.1:{ports['http']}", f"http://{HOST}:{ports['http']}/b100"]
-        subprocess.run(client[:5] + ["-n200"] + client[5:], capture_output=True, timeout=300)  # warm
-        subprocess.run(["callgrind_control", "-i", "on", str(p.proc.pid)], capture_output=True, timeout=60)
-        res = subprocess.run(client[:5] + [f"-n{CALLGRIND_REQUESTS}"] + client[5:], capture_output=True,
-                             text=True, timeout=1200).stdout
-        subprocess.run(["callgrind_control", "-d", str(p.proc.pid)], capture_output=True, timeout=120)
-        subprocess.run(["callgrind_control", "-i", "off", str(p.proc.pid)], capture_output=True, timeout=60)
-        ok = re.search(r"(\d+) succeeded", res)
-        # The dump taken right after the requests (".out.1"), not the one written at exit.
-        dumps = [f for f in os.listdir(tmp) if re.fullmatch(rf"callgrind\.{name}\.out\.\d+", f)]
-        total = sum(callgrind_total(os.path.join(tmp, f)) for f in dumps)
-        p.stop()
-        n = int(ok.group(1)) if ok else 0
-        if n == 0:
-            log(f"  callgrind {name}: the client failed:\n{res}")
-        results["callgrind"][name] = {"requests": n, "instructions": total,
-                                      "per_request": total / max(n, 1)}
-        log(f"  callgrind {name}: {n} requests, {total / max(n, 1):.0f} instructions/request")
-        save(tmp, results)
+    """Instructions per proxied request: the stable figure across commits. Keep-alive 100 B over
+    HTTP/1.1 ("ka100"), and 4 KiB over TLS 1.3 + HTTP/2 ("tls-h2"); CALLGRIND_WORKLOADS picks."""
+    for workload in CALLGRIND_WORKLOADS:
+        for name in CALLGRIND_PROXIES:
+            callgrind_one(tmp, backend, crt, key, pem, results, name, workload)
+
+
+def callgrind_one(tmp, backend, crt, key, pem, results, name, workload):
+    ports = dict(backend.ports, **proxy_ports())
+    out = os.path.join(tmp, f"callgrind.{name}.out")
+    for f in os.listdir(tmp):
+        if f.startswith(f"callgrind.{name}.out"):
+            os.unlink(os.path.join(tmp, f))
+    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    if name == "kedge":
+        # MIMALLOC_LARGE_OS_PAGES set: kedge does not start itself again (valgrind would not follow).
+        mdir = os.path.join(tmp, "manifests-cg")
+        shutil.rmtree(mdir, ignore_errors=True)
+        kedge_manifests(tmp, mdir, ports, VHOSTS, crt, key)
+        p = start_kedge(tmp, ports, 1, mdir, ready_timeout=300,
+                        prefix=["env", "MIMALLOC_LARGE_OS_PAGES=1"] + vg)
+    elif name == "nginx":
+        conf = os.path.join(tmp, "nginx-cg.conf")
+        with open(conf, "w") as f:
+            f.write(nginx_conf(tmp, "nginx-cg", ports, 1, crt, key).replace(
+                "daemon off;", "daemon off;\nmaster_process off;"))
+        p = Proxy(name, popen(vg + ["nginx", "-c", conf, "-p", tmp], SERVER_CPU), ports)
+        wait_http(ports["http"], HOST, timeout=300)
+    else:
+        conf = os.path.join(tmp, "haproxy-cg.cfg")
+        with open(conf, "w") as f:
+            f.write(haproxy_conf(tmp, ports, 1, pem))
+        p = Proxy(name, popen(vg + ["haproxy", "-q", "-f", conf], SERVER_CPU), ports)
+        wait_http(ports["http"], HOST, timeout=300)
+    subprocess.run(callgrind_client(workload, ports, 200), capture_output=True, timeout=300)  # warm
+    subprocess.run(["callgrind_control", "-i", "on", str(p.proc.pid)], capture_output=True, timeout=60)
+    res = subprocess.run(callgrind_client(workload, ports, CALLGRIND_REQUESTS), capture_output=True,
+                         text=True, timeout=1200).stdout
+    subprocess.run(["callgrind_control", "-d", str(p.proc.pid)], capture_output=True, timeout=120)
+    subprocess.run(["callgrind_control", "-i", "off", str(p.proc.pid)], capture_output=True, timeout=60)
+    ok = re.search(r"(\d+) succeeded", res)
+    # The dump taken right after the requests (".out.1"), not the one written at exit.
+    dumps = [f for f in os.listdir(tmp) if re.fullmatch(rf"callgrind\.{name}\.out\.\d+", f)]
+    total = sum(callgrind_total(os.path.join(tmp, f)) for f in dumps)
+    p.stop()
+    n = int(ok.group(1)) if ok else 0
+    if n == 0:
+        log(f"  callgrind {name} {workload}: the client failed:\n{res}")
+    key = name if workload == "ka100" else f"{name} ({workload})"
+    results["callgrind"][key] = {"requests": n, "instructions": total,
+                                 "per_request": total / max(n, 1)}
+    log(f"  callgrind {key}: {n} requests, {total / max(n, 1):.0f} instructions/request")
+    save(tmp, results)
 
 
 # ---------------------------------------------------------------- report
@@ -824,7 +839,7 @@ def report(results):
         lines += ["", "Scale (kedge): " + ", ".join(f"{k}={fmt(v)}" for k, v in s.items())]
     cg = results["callgrind"]
     if cg:
-        lines += ["", "Callgrind, keep-alive 100 B through the proxy: " +
+        lines += ["", "Callgrind, instructions per proxied request (keep-alive 100 B; tls-h2: 4 KiB, 20 streams): " +
                   ", ".join(f"{k} {v['per_request']:.0f} instructions/request ({v['requests']} requests)"
                             for k, v in cg.items())]
     return "\n".join(lines)
