@@ -30,7 +30,7 @@ struct Callbacks {
     ServerCodec& c = self(user);
     if (c.calm_) return 0;
     auto& p = c.pending_[frame->hd.stream_id];
-    p.headers.clear();  // trailers start a new block
+    p.headers.clear();      // trailers start a new block
     p.headers.reserve(16);  // a browser's request: one allocation instead of five
     p.bytes = 0;
     return 0;
