@@ -52,7 +52,7 @@ class Worker {
     void destroy_handlers() { shutdown(); }
   };
 
-  std::unordered_set<proxy::HttpSession*> sessions_;  // before ioc_: outlives its handlers
+  std::unordered_set<proxy::HttpSession*> sessions_;      // before ioc_: outlives its handlers
   IoContext ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};  // only this thread touches its sockets
   proxy::WorkerContext ctx_;
   std::deque<Listener> listeners_;
