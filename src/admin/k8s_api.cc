@@ -83,7 +83,7 @@ std::vector<std::string> split_path(const std::string& path) {
 /// The object as the API would return it: identity filled in, status for served Ingresses.
 json render(const k8s::StoredObject& so, const Resource& r, const control::PublishedState& state,
             const AdminSources& sources) {
-  json obj = so.raw;
+  json obj = so.raw.parse();
   obj["apiVersion"] =
       std::string(r.group).empty() ? r.version : std::string(r.group) + "/" + r.version;
   obj["kind"] = r.kind;

@@ -24,13 +24,17 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-json current_entries(const json& raw) {
-  const json* p = &raw;
+/// status.loadBalancer.ingress of an object read back from the API server, or stored.
+json current_entries(const json& object) {
+  const json* p = &object;
   for (const char* key : {"status", "loadBalancer", "ingress"}) {
     if (!p->is_object() || !p->contains(key)) return json::array();
     p = &(*p)[key];
   }
   return p->is_array() ? *p : json::array();
+}
+json current_entries(const k8s::StoredObject& so) {
+  return so.lb_status.is_array() ? so.lb_status : json::array();
 }
 
 json address_entry(const std::string& address) {
@@ -56,7 +60,7 @@ json publish_entries(const StatusWriterOptions& options, const PublishedState& s
     std::string name = slash == std::string::npos ? "" : options.publish_service.substr(slash + 1);
     const k8s::StoredObject* so = state.store.find({k8s::Kind::Service, ns, name});
     if (!so) return out;
-    json from_status = current_entries(so->raw);
+    json from_status = current_entries(*so);
     if (!from_status.empty()) return from_status;
     const auto& svc = std::get<k8s::Service>(so->object);
     auto alloc = state.allocations->services.find(ns + "/" + name);
@@ -64,7 +68,8 @@ json publish_entries(const StatusWriterOptions& options, const PublishedState& s
       out.push_back(address_entry(alloc->second.load_balancer_ip));
       return out;
     }
-    if (auto ext = so->raw.find("spec"); ext != so->raw.end() && ext->contains("externalIPs"))
+    json raw = so->raw.parse();
+    if (auto ext = raw.find("spec"); ext != raw.end() && ext->contains("externalIPs"))
       for (const auto& ip : (*ext)["externalIPs"])
         if (ip.is_string()) out.push_back(address_entry(ip.get<std::string>()));
     if (out.empty() && !svc.cluster_ip.empty() && svc.cluster_ip != "None")
@@ -75,8 +80,9 @@ json publish_entries(const StatusWriterOptions& options, const PublishedState& s
   return out;
 }
 
-std::optional<json> desired_ingress_status(const json& raw, bool served, const json& entries) {
-  json current = current_entries(raw);
+std::optional<json> desired_ingress_status(const json& current_status, bool served,
+                                           const json& entries) {
+  json current = current_status.is_array() ? current_status : json::array();
   if (served) {
     if (entries.empty() || current == entries) return std::nullopt;
     return entries;
@@ -142,7 +148,7 @@ asio::awaitable<bool> StatusWriter::reconcile() {
   std::vector<std::pair<const k8s::StoredObject*, json>> writes;
   state->store.for_each<k8s::Ingress>([&](const k8s::Ingress& ing, const k8s::StoredObject& so) {
     bool is_served = served.contains(ing.meta.namespace_ + "/" + ing.meta.name);
-    if (auto want = desired_ingress_status(so.raw, is_served, entries))
+    if (auto want = desired_ingress_status(so.lb_status, is_served, entries))
       writes.emplace_back(&so, std::move(*want));
   });
   state->store.for_each<k8s::Service>([&](const k8s::Service& svc, const k8s::StoredObject& so) {
@@ -151,10 +157,10 @@ asio::awaitable<bool> StatusWriter::reconcile() {
     auto alloc = state->allocations->services.find(svc.meta.namespace_ + "/" + svc.meta.name);
     if (alloc != state->allocations->services.end() && !alloc->second.load_balancer_ip.empty())
       want.push_back({{"ip", alloc->second.load_balancer_ip}});
-    if (current_entries(so.raw) != want) writes.emplace_back(&so, std::move(want));
+    if (current_entries(so) != want) writes.emplace_back(&so, std::move(want));
   });
   for (auto& [so, want] : writes)
-    if (!co_await write_status(k8s::kind_of(so->object), so->raw, want)) ok = false;
+    if (!co_await write_status(k8s::kind_of(so->object), so->raw.parse(), want)) ok = false;
   if (!co_await emit_events(*state)) ok = false;
   co_return ok;
 }
@@ -212,8 +218,9 @@ asio::awaitable<bool> StatusWriter::emit_events(const PublishedState& state) {
       if (std::string(k8s::kind_name(key.kind)) != issue.kind || key.name != issue.name ||
           key.namespace_ != issue.namespace_)
         continue;
-      involved["apiVersion"] = so->raw.value("apiVersion", "");
-      if (auto md = so->raw.find("metadata"); md != so->raw.end()) {
+      json raw = so->raw.parse();
+      involved["apiVersion"] = raw.value("apiVersion", "");
+      if (auto md = raw.find("metadata"); md != raw.end()) {
         involved["uid"] = md->value("uid", "");
         involved["resourceVersion"] = md->value("resourceVersion", "");
       }

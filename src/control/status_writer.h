@@ -29,10 +29,10 @@ struct StatusWriterOptions {
 /// IPs, ClusterIP), else --publish-status-address. Empty when neither gives any.
 nlohmann::json publish_entries(const StatusWriterOptions& options, const PublishedState& state);
 
-/// The status.loadBalancer.ingress an Ingress should have: `entries` when kedge serves it;
-/// empty when it does not but carries exactly kedge's entries (kedge served it before); nullopt
-/// when nothing is to be written.
-std::optional<nlohmann::json> desired_ingress_status(const nlohmann::json& raw, bool served,
+/// The status.loadBalancer.ingress an Ingress should have, given the one it has (`current`,
+/// null when none): `entries` when kedge serves it; empty when it does not but carries exactly
+/// kedge's entries (kedge served it before); nullopt when nothing is to be written.
+std::optional<nlohmann::json> desired_ingress_status(const nlohmann::json& current, bool served,
                                                      const nlohmann::json& entries);
 
 /// The leader's writer: Ingress and Service status.loadBalancer through the /status subresource

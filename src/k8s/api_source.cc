@@ -114,7 +114,7 @@ ApiSource::Entry ApiSource::decode(const ApiResource& r, json object, const Entr
 bool ApiSource::routing_change(Kind kind, const Entry* previous, const Entry& next) {
   if (!previous || !previous->good || !next.good || next.good == previous->good) return true;
   if (!previous->issues.empty() || !next.issues.empty()) return true;
-  return differs_for_routing(kind, previous->good->raw, next.good->raw);
+  return differs_for_routing(kind, previous->good->raw.parse(), next.good->raw.parse());
 }
 
 void ApiSource::store_entry(const ApiResource& r, const std::pair<std::string, std::string>& key,

@@ -591,7 +591,12 @@ DecodeOutcome decode(const json& doc, json* owned, const Origin& origin, const L
     return out;
   }
   if (r.errors() > 0) return out;
-  out.stored = StoredObject{std::move(*object), owned ? std::move(*owned) : doc, origin};
+  (void)owned;  // the tree is kept as text: nothing to move
+  nlohmann::json lb_status;
+  if (auto st = doc.find("status"); st != doc.end() && st->is_object())
+    if (auto lb = st->find("loadBalancer"); lb != st->end() && lb->is_object())
+      if (auto in = lb->find("ingress"); in != lb->end()) lb_status = *in;
+  out.stored = StoredObject{std::move(*object), RawJson(doc), std::move(lb_status), origin};
   return out;
 }
 

@@ -179,11 +179,33 @@ constexpr Kind kind_for() {
 }
 const ObjectMeta& meta_of(const Object& object);
 
-/// An object as the store keeps it: typed view, the original JSON (for the read API) and origin.
-/// Immutable once stored; shared between the store and published views.
+/// An object's JSON as compact text. A parsed tree costs about ten times the text (a map node per
+/// field), and only the read API and the writes back to the API server need it, rarely: they
+/// parse it then. Text with invalid UTF-8 is kept with replacement characters.
+class RawJson {
+ public:
+  RawJson() = default;
+  explicit RawJson(const nlohmann::json& json)
+      : text_(json.is_null()
+                  ? std::string()
+                  : json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) {}
+  nlohmann::json parse() const {
+    return text_.empty() ? nlohmann::json::object() : nlohmann::json::parse(text_);
+  }
+  const std::string& text() const { return text_; }
+  bool operator==(const RawJson&) const = default;
+
+ private:
+  std::string text_;
+};
+
+/// An object as the store keeps it: typed view, the original JSON (for the read API), its
+/// status.loadBalancer.ingress (null when absent: what the status writer and the allocator
+/// compare) and origin. Immutable once stored; shared between the store and published views.
 struct StoredObject {
   Object object;
-  nlohmann::json raw;
+  RawJson raw;
+  nlohmann::json lb_status;
   Origin origin;
 };
 using StoredObjectConstPtr = std::shared_ptr<const StoredObject>;

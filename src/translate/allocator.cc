@@ -150,12 +150,8 @@ int32_t previous_node_port(const k8s::Service& svc, const k8s::ServicePort& sp,
 }
 
 /// The first IP of status.loadBalancer.ingress, as kedge wrote it in a cluster.
-std::string status_ip(const nlohmann::json& raw) {
-  const nlohmann::json* p = &raw;
-  for (const char* key : {"status", "loadBalancer", "ingress"}) {
-    if (!p->is_object() || !p->contains(key)) return "";
-    p = &(*p)[key];
-  }
+std::string status_ip(const nlohmann::json& lb_status) {
+  const nlohmann::json* p = &lb_status;
   if (!p->is_array() || p->empty() || !(*p)[0].is_object()) return "";
   auto ip = (*p)[0].find("ip");
   return ip != (*p)[0].end() && ip->is_string() ? ip->get<std::string>() : "";
@@ -312,7 +308,7 @@ class Allocator {
                                                    : svc.load_balancer_class == kLoadBalancerClass);
     ServiceAllocation from_status;
     if (our_lb && config_.cluster_assigned && !previous) {
-      from_status.load_balancer_ip = status_ip(so.raw);
+      from_status.load_balancer_ip = status_ip(so.lb_status);
       if (!from_status.load_balancer_ip.empty()) previous = &from_status;
     }
     // No free address is not a conflict: like a LoadBalancer Service that MetalLB cannot serve,

@@ -61,8 +61,8 @@ TEST_F(ApiSourceTest, ListItemsAreDecodedWithKindAndApiVersion) {
   ASSERT_EQ(load.store.size(), 1u);
   const StoredObject* so = load.store.find({Kind::Service, "default", "a"});
   ASSERT_TRUE(so);
-  EXPECT_EQ(so->raw["kind"], "Service");
-  EXPECT_EQ(so->raw["apiVersion"], "v1");
+  EXPECT_EQ(so->raw.parse()["kind"], "Service");
+  EXPECT_EQ(so->raw.parse()["apiVersion"], "v1");
   EXPECT_EQ(so->origin.file, "api");
   EXPECT_EQ(std::get<Service>(so->object).cluster_ip, "10.96.0.10");
 }
@@ -130,7 +130,7 @@ TEST_F(ApiSourceTest, AnIngressStatusWriteRefreshesTheStoreWithoutANewTranslatio
   const StoredObject* stored = nullptr;
   load.store.for_each<Ingress>([&](const Ingress&, const StoredObject& so) { stored = &so; });
   ASSERT_TRUE(stored);
-  EXPECT_EQ(stored->raw["status"]["loadBalancer"]["ingress"][0]["ip"], "10.0.0.1");
+  EXPECT_EQ(stored->lb_status[0]["ip"], "10.0.0.1");
   // A relist that brings only another status is no change either; a new host is.
   EXPECT_FALSE(source.apply_list(ing, json::array({ingress("3", "a.test", "10.0.0.2")})));
   EXPECT_TRUE(

@@ -99,7 +99,7 @@ spec:
   EXPECT_EQ(ic->meta.namespace_, "");  // cluster-scoped
   EXPECT_EQ(m.objects[1].origin.line, line_of(text, "kind: IngressClass") - 1);
   // The raw JSON is kept for the read API.
-  EXPECT_EQ(m.objects[0].raw["spec"]["ports"][0]["port"], 80);
+  EXPECT_EQ(m.objects[0].raw.parse()["spec"]["ports"][0]["port"], 80);
 }
 
 TEST(Manifest, KindListIsExpanded) {
@@ -235,8 +235,8 @@ spec:
   EXPECT_FALSE(svc->ports[0].target_port.number);
   EXPECT_EQ(svc->ports[1].target_port.number, std::optional<int32_t>(9090));
   EXPECT_EQ(svc->meta.annotation("quoted-bool"), "true");
-  EXPECT_TRUE(m.objects[0].raw["spec"]["ports"][1]["port"].is_number_integer());
-  EXPECT_TRUE(m.objects[0].raw["spec"]["ports"][0]["targetPort"].is_string());
+  EXPECT_TRUE(m.objects[0].raw.parse()["spec"]["ports"][1]["port"].is_number_integer());
+  EXPECT_TRUE(m.objects[0].raw.parse()["spec"]["ports"][0]["targetPort"].is_string());
 
   struct Case {
     const char* yaml;

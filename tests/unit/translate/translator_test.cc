@@ -207,7 +207,7 @@ TEST_F(TranslateTest, RuleHostsAreCaseInsensitive) {
   ing.rules.push_back({"Shop.Example.COM", {path}});
   ing.rules.push_back({"*.Wild.Example.COM", {path}});
   store_.upsert(std::make_shared<const k8s::StoredObject>(
-      k8s::StoredObject{ing, nlohmann::json::object(), {"api", 0}}));
+      k8s::StoredObject{ing, k8s::RawJson(nlohmann::json::object()), {}, {"api", 0}}));
   Translation t = translate(store_, {}, 8);
   EXPECT_TRUE(t.snapshot->exact_hosts.contains("shop.example.com"));
   EXPECT_TRUE(t.snapshot->wildcard_hosts.contains(".wild.example.com"));
