@@ -89,14 +89,30 @@ Allocations Allocations::from_json(const nlohmann::json& j) {
 
 namespace {
 
+/// Where the search for a free value starts in each band: nothing below is free. Values are
+/// only taken during a pass (a refusal gives some back and resets the hints), so the hints only
+/// grow, and a pass that allocates n values scans each band once instead of n times.
+struct BandHints {
+  uint64_t upper = 0, lower = 0;
+};
+
 /// Lowest free value of [lo, hi], trying the upper band [lo + offset, hi] first.
 template <class Free>
-std::optional<uint32_t> pick_dynamic(uint32_t lo, uint32_t hi, uint32_t offset, Free&& free) {
-  uint32_t split = hi - lo + 1 > offset ? lo + offset : lo;
-  for (uint32_t v = split; v <= hi && v >= split; ++v)
-    if (free(v)) return v;
-  for (uint32_t v = lo; v < split; ++v)
-    if (free(v)) return v;
+std::optional<uint32_t> pick_dynamic(uint32_t lo, uint32_t hi, uint32_t offset, BandHints& hints,
+                                     Free&& free) {
+  uint64_t split = hi - lo + 1 > offset ? uint64_t{lo} + offset : lo;
+  for (uint64_t v = std::max(split, hints.upper); v <= hi; ++v)
+    if (free(static_cast<uint32_t>(v))) {
+      hints.upper = v;
+      return static_cast<uint32_t>(v);
+    }
+  hints.upper = uint64_t{hi} + 1;
+  for (uint64_t v = std::max<uint64_t>(lo, hints.lower); v < split; ++v)
+    if (free(static_cast<uint32_t>(v))) {
+      hints.lower = v;
+      return static_cast<uint32_t>(v);
+    }
+  hints.lower = split;
   return std::nullopt;
 }
 
@@ -192,10 +208,12 @@ class Allocator {
     std::string id = svc.meta.namespace_ + "/" + svc.meta.name;
     ServiceAllocation a;
     std::vector<std::pair<std::string, std::string>> problems;  // field, message
-    // Stage in local copies so a refusal leaves no trace.
-    auto ips = cluster_ips_;
-    auto ports = node_ports_;
-    auto lbs = lb_ips_;
+    // A refusal must leave no trace: what this Service takes is journaled and given back then
+    // (copying the tables for every Service made a pass quadratic in the number of Services).
+    auto& ips = cluster_ips_;
+    auto& ports = node_ports_;
+    auto& lbs = lb_ips_;
+    Journal journal;
 
     if (config_.cluster_assigned) {
       a.cluster_ip = svc.cluster_ip;
@@ -232,12 +250,12 @@ class Allocator {
         if (!want && svc.cluster_ip.empty()) {
           uint32_t size = cidr_->last - cidr_->first + 1;
           uint32_t offset = std::min<uint32_t>(std::max<uint32_t>(16, size / 16), 256);
-          want = pick_dynamic(cidr_->first, cidr_->last, offset,
+          want = pick_dynamic(cidr_->first, cidr_->last, offset, ip_hints_,
                               [&](uint32_t v) { return !ips.contains(v); });
           if (!want) problems.push_back({"spec.clusterIP", "the service CIDR is full"});
         }
         if (want) {
-          ips[*want] = id;
+          if (ips.try_emplace(*want, id).second) journal.ips.push_back(*want);
           a.cluster_ip = format_ipv4(*want);
         }
       }
@@ -262,23 +280,23 @@ class Allocator {
                                                  requested, it->second)});
           return 0;
         }
-        ports[requested] = id;
+        take_node_port(requested, id, journal);
         return requested;
       }
       if (prev >= config_.node_port_min && prev <= config_.node_port_max &&
           (!ports.contains(prev) || ports[prev] == id)) {
-        ports[prev] = id;
+        take_node_port(prev, id, journal);
         return prev;
       }
       uint32_t size = hi - lo + 1;
       uint32_t offset = std::min<uint32_t>(std::max<uint32_t>(16, size / 32), 128);
-      auto v = pick_dynamic(lo, hi, offset,
+      auto v = pick_dynamic(lo, hi, offset, port_hints_,
                             [&](uint32_t p) { return !ports.contains(static_cast<int32_t>(p)); });
       if (!v) {
         problems.push_back({field, "the NodePort range is full"});
         return 0;
       }
-      ports[static_cast<int32_t>(*v)] = id;
+      take_node_port(static_cast<int32_t>(*v), id, journal);
       return static_cast<int32_t>(*v);
     };
     for (size_t i = 0; i < svc.ports.size() && !config_.cluster_assigned; ++i) {
@@ -314,25 +332,46 @@ class Allocator {
     // No free address is not a conflict: like a LoadBalancer Service that MetalLB cannot serve,
     // it keeps its ClusterIP and NodePorts and waits for an address.
     std::vector<std::pair<std::string, std::string>> pending;
-    if (our_lb) assign_lb(svc, id, previous, a, lbs, problems, pending);
+    if (our_lb) assign_lb(svc, id, previous, a, lbs, problems, pending, journal);
 
     if (!problems.empty()) {
       for (auto& [field, message] : problems) issue(so, field, message);
+      undo(journal);
       return false;
     }
     for (auto& [field, message] : pending) issue(so, field, message);
-    cluster_ips_ = std::move(ips);
-    node_ports_ = std::move(ports);
-    lb_ips_ = std::move(lbs);
     out_.allocations.services[id] = std::move(a);
     return true;
   }
 
  private:
+  /// What one assign() added to the tables, to give back if the Service is refused.
+  struct Journal {
+    std::vector<uint32_t> ips;
+    std::vector<int32_t> ports;
+    std::vector<std::pair<uint32_t, std::optional<LbHolder>>> lbs;  // holder before, if any
+  };
+
+  void take_node_port(int32_t port, const std::string& id, Journal& journal) {
+    if (node_ports_.try_emplace(port, id).second) journal.ports.push_back(port);
+  }
+
+  void undo(Journal& journal) {
+    ip_hints_ = port_hints_ = {};  // what is given back may lie below them
+    for (uint32_t ip : journal.ips) cluster_ips_.erase(ip);
+    for (int32_t port : journal.ports) node_ports_.erase(port);
+    for (auto it = journal.lbs.rbegin(); it != journal.lbs.rend(); ++it) {
+      if (it->second)
+        lb_ips_[it->first] = std::move(*it->second);
+      else
+        lb_ips_.erase(it->first);
+    }
+  }
+
   void assign_lb(const k8s::Service& svc, const std::string& id, const ServiceAllocation* previous,
                  ServiceAllocation& a, std::map<uint32_t, LbHolder>& lbs,
                  std::vector<std::pair<std::string, std::string>>& problems,
-                 std::vector<std::pair<std::string, std::string>>& pending) {
+                 std::vector<std::pair<std::string, std::string>>& pending, Journal& journal) {
     std::string sharing = svc.meta.annotation(std::string(kAnnotationSharing));
     std::string pool_name = svc.meta.annotation(std::string(kAnnotationPool));
     std::string requested = requested_lb_ip(svc);
@@ -357,6 +396,9 @@ class Allocator {
       return true;
     };
     auto take = [&](uint32_t ip, const AddressPool& pool) {
+      auto held = lbs.find(ip);
+      journal.lbs.emplace_back(
+          ip, held == lbs.end() ? std::nullopt : std::optional<LbHolder>(held->second));
       LbHolder& h = lbs[ip];
       h.sharing_key = sharing;
       h.ports.insert(mine.begin(), mine.end());
@@ -425,6 +467,7 @@ class Allocator {
   std::map<uint32_t, std::string> cluster_ips_;
   std::map<int32_t, std::string> node_ports_;
   std::map<uint32_t, LbHolder> lb_ips_;
+  BandHints ip_hints_, port_hints_;
 };
 
 }  // namespace

@@ -814,6 +814,50 @@ TEST_F(AllocatorTest, RefusedServiceHoldsNothing) {
   ASSERT_NE(issue_for(r, "bad"), nullptr);
 }
 
+TEST_F(AllocatorTest, RefusedServiceGivesBackItsPlaceOnASharedAddress) {
+  // "bad" joins the shared address with port 81, then is refused for its ClusterIP: port 81 on
+  // that address is free again for "next".
+  auto shared = annotations({{"metallb.universe.tf/allow-shared-ip", "k"}});
+  add({.name = "holder",
+       .type = "LoadBalancer",
+       .ports = {"{name: a, port: 80}"},
+       .spec = "  clusterIP: 10.96.0.9\n",
+       .meta = created(1) + shared});
+  add({.name = "bad",
+       .type = "LoadBalancer",
+       .ports = {"{name: b, port: 81}"},
+       .spec = "  clusterIP: 10.96.0.9\n",
+       .meta = created(2) + shared});
+  add({.name = "next",
+       .type = "LoadBalancer",
+       .ports = {"{name: c, port: 81}"},
+       .meta = created(3) + shared});
+  auto r = run();
+  EXPECT_EQ(find(r, "default/bad"), nullptr);
+  ASSERT_NE(issue_for(r, "bad"), nullptr);
+  EXPECT_EQ(lb_ip(r, "default/holder"), "192.168.10.1");
+  EXPECT_EQ(lb_ip(r, "default/next"), "192.168.10.1") << dump(r.issues);
+}
+
+TEST_F(AllocatorTest, ManyServicesEachGetTheirOwnAddressAndPorts) {
+  // Enough Services that copying the tables for each one (as an earlier allocator did) would
+  // show; every address and port is distinct.
+  config_.service_cidr = "10.96.0.0/16";
+  for (int i = 0; i < 2000; ++i)
+    add({.name = "s" + std::to_string(i), .type = "NodePort", .meta = created(i % 50)});
+  auto r = run();
+  EXPECT_TRUE(r.issues.empty()) << dump(r.issues);
+  std::set<std::string> ips;
+  std::set<int32_t> ports;
+  for (const auto& [id, a] : r.allocations.services) {
+    ips.insert(a.cluster_ip);
+    for (const auto& [key, port] : a.node_ports) ports.insert(port);
+  }
+  EXPECT_EQ(r.allocations.services.size(), 2000u);
+  EXPECT_EQ(ips.size(), 2000u);
+  EXPECT_EQ(ports.size(), 2000u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Persistence
 
