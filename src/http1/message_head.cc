@@ -59,21 +59,4 @@ size_t MessageHead::count(std::string_view name) const {
   return n;
 }
 
-bool MessageHead::has_token(std::string_view name, std::string_view token) const {
-  for (const Field& f : fields_) {
-    if (!iequals(view(f.name), name)) continue;
-    std::string_view v = view(f.value);
-    while (!v.empty()) {
-      auto comma = v.find(',');
-      std::string_view item = v.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      if (iequals(item, token)) return true;
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return false;
-}
-
 }  // namespace kedge::http1

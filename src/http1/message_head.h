@@ -7,6 +7,17 @@
 
 namespace kedge::http1 {
 
+/// ASCII case-insensitive equality (field names, tokens). Inline: it runs for every field.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    if ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z') return false;
+  }
+  return true;
+}
+
 /// The start line and header fields of one HTTP/1 message, copied out of the read buffers into
 /// one string so they outlive them. Field names keep their case; lookups ignore it.
 /// Thread: owning connection only.
@@ -29,7 +40,13 @@ class MessageHead {
   std::string_view get(std::string_view name, bool* found = nullptr) const;
   size_t count(std::string_view name) const;
   /// Whether a comma-separated field (Connection, Upgrade) lists `token`, ignoring case.
-  bool has_token(std::string_view name, std::string_view token) const;
+  bool has_token(std::string_view name, std::string_view token) const {
+    return any_token(name, [&](std::string_view item) { return iequals(item, token); });
+  }
+  /// Calls `f` with each item of the comma-separated fields named `name`, trimmed of spaces and
+  /// tabs, empty ones skipped, until it returns true; whether one did.
+  template <class F>
+  bool any_token(std::string_view name, F&& f) const;
 
   // Filled by the parser.
   void append_method(std::string_view s) { append(method_, s); }
@@ -56,15 +73,22 @@ class MessageHead {
   bool in_value_ = false;
 };
 
-/// ASCII case-insensitive equality (field names, tokens). Inline: it runs for every field.
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-    if (x == y) continue;
-    if ((x | 0x20) != (y | 0x20) || (x | 0x20) < 'a' || (x | 0x20) > 'z') return false;
+template <class F>
+bool MessageHead::any_token(std::string_view name, F&& f) const {
+  for (const Field& field : fields_) {
+    if (!iequals(view(field.name), name)) continue;
+    std::string_view v = view(field.value);
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view item = v.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (!item.empty() && f(item)) return true;
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
   }
-  return true;
+  return false;
 }
 
 }  // namespace kedge::http1

@@ -103,7 +103,7 @@ ApiSource::Entry ApiSource::decode(const ApiResource& r, json object, const Entr
   object["kind"] = r.kind_name;
   Entry entry;
   entry.resource_version = resource_version_of(object);
-  DecodeOutcome outcome = decode_object(std::move(object), Origin{"api", 0}, nullptr, entry.issues);
+  DecodeOutcome outcome = decode_object(object, Origin{"api", 0}, nullptr, entry.issues);
   if (outcome.stored)
     entry.good = std::make_shared<const StoredObject>(std::move(*outcome.stored));
   else if (previous)

@@ -547,8 +547,7 @@ IPAddressPool decode_ip_address_pool(Reader& r, const json& doc) {
 
 namespace {
 
-DecodeOutcome decode(const json& doc, json* owned, const Origin& origin, const LineMap* lines,
-                     Issues& issues) {
+DecodeOutcome decode(const json& doc, const Origin& origin, const LineMap* lines, Issues& issues) {
   DecodeOutcome out;
   Reader r(origin, lines, issues, out);
   if (!doc.is_object()) {
@@ -591,7 +590,6 @@ DecodeOutcome decode(const json& doc, json* owned, const Origin& origin, const L
     return out;
   }
   if (r.errors() > 0) return out;
-  (void)owned;  // the tree is kept as text: nothing to move
   nlohmann::json lb_status;
   if (auto st = doc.find("status"); st != doc.end() && st->is_object())
     if (auto lb = st->find("loadBalancer"); lb != st->end() && lb->is_object())
@@ -604,12 +602,7 @@ DecodeOutcome decode(const json& doc, json* owned, const Origin& origin, const L
 
 DecodeOutcome decode_object(const json& doc, const Origin& origin, const LineMap* lines,
                             Issues& issues) {
-  return decode(doc, nullptr, origin, lines, issues);
-}
-
-DecodeOutcome decode_object(json&& doc, const Origin& origin, const LineMap* lines,
-                            Issues& issues) {
-  return decode(doc, &doc, origin, lines, issues);
+  return decode(doc, origin, lines, issues);
 }
 
 }  // namespace kedge::k8s

@@ -24,8 +24,5 @@ struct DecodeOutcome {
 /// Thread: any (pure function).
 DecodeOutcome decode_object(const nlohmann::json& doc, const Origin& origin, const LineMap* lines,
                             Issues& issues);
-/// The same, keeping `doc` itself (moved, not copied) as the stored object's JSON.
-DecodeOutcome decode_object(nlohmann::json&& doc, const Origin& origin, const LineMap* lines,
-                            Issues& issues);
 
 }  // namespace kedge::k8s

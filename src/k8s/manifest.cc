@@ -197,13 +197,12 @@ class JsonBuilder final : public YAML::EventHandler {
 };
 
 /// Decodes one top-level document, expanding `kind: List`.
-/// `doc` is moved into the objects it yields.
-void add_document(json& doc, const Origin& origin, const LineMap* lines, ManifestFile& out) {
+void add_document(const json& doc, const Origin& origin, const LineMap* lines, ManifestFile& out) {
   if (doc.is_null()) return;  // empty document
   // `kind` may be anything here (decode_object reports a bad one); comparing never throws.
   if (doc.is_object() && doc.contains("items") && doc.contains("kind") &&
       doc.at("kind") == "List") {
-    json& items = doc["items"];
+    const json& items = doc.at("items");
     if (!items.is_array()) {
       out.issues.push_back({origin.file, origin.line, "List", "", "", "items", "must be a list"});
       return;
@@ -224,7 +223,7 @@ void add_document(json& doc, const Origin& origin, const LineMap* lines, Manifes
     }
     return;
   }
-  DecodeOutcome d = decode_object(std::move(doc), origin, lines, out.issues);
+  DecodeOutcome d = decode_object(doc, origin, lines, out.issues);
   if (d.unknown_kind) {
     spdlog::debug("{}:{}: ignoring {} {} {}/{}", origin.file, origin.line, d.api_version, d.kind,
                   d.namespace_, d.name);

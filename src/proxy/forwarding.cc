@@ -1,7 +1,6 @@
 #include "proxy/forwarding.h"
 
 #include <algorithm>
-#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -101,44 +100,32 @@ void append_forwarding_fields(std::string& out, std::string_view request_id,
     out.append(part);
 }
 
+EndToEnd::EndToEnd(const http1::MessageHead& head) : head_(head) {
+  head.any_token("connection", [&](std::string_view item) {
+    if (is_hop_by_hop(item)) return false;  // dropped anyway
+    if (n_listed_ == listed_.size()) return many_ = true;
+    listed_[n_listed_++] = item;
+    return false;
+  });
+}
+
+bool EndToEnd::keeps(std::string_view name) const {
+  if (is_hop_by_hop(name)) return false;
+  if (many_) return !head_.has_token("connection", name);
+  for (size_t k = 0; k < n_listed_; ++k)
+    if (http1::iequals(listed_[k], name)) return false;
+  return true;
+}
+
 void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bool drop_forwarding,
                             std::string_view drop_name) {
-  // The names that Connection fields list, gathered once per head (RFC 9110 §7.6.1). Most heads
-  // have no Connection field, or one that lists only keep-alive or close.
-  std::array<std::string_view, 8> listed;
-  size_t n_listed = 0;
-  bool many = false;  // more than fit: ask the head for each field instead
-  for (size_t i = 0; i < head.size() && !many; ++i) {
-    if (!http1::iequals(head.name(i), "connection")) continue;
-    std::string_view v = head.value(i);
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string_view item = v.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      if (!item.empty() && !is_hop_by_hop(item)) {
-        if (n_listed == listed.size()) {
-          many = true;
-          break;
-        }
-        listed[n_listed++] = item;
-      }
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  auto is_listed = [&](std::string_view name) {
-    if (many) return head.has_token("connection", name);
-    for (size_t k = 0; k < n_listed; ++k)
-      if (http1::iequals(listed[k], name)) return true;
-    return false;
-  };
+  const EndToEnd end_to_end(head);
   for (size_t i = 0; i < head.size(); ++i) {
     std::string_view name = head.name(i);
-    if (is_hop_by_hop(name) || (drop_forwarding && is_forwarding_header(name))) continue;
-    if (drop_forwarding && http1::iequals(name, "host")) continue;  // requests: set by the caller
+    if (!end_to_end.keeps(name)) continue;
+    if (drop_forwarding && (is_forwarding_header(name) || http1::iequals(name, "host")))
+      continue;  // requests: set by the caller
     if (!drop_name.empty() && http1::iequals(name, drop_name)) continue;
-    if ((n_listed > 0 || many) && is_listed(name)) continue;
     std::string_view value = head.value(i);
     size_t at = out.size();
     out.resize(at + name.size() + value.size() + 4);

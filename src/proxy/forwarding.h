@@ -7,7 +7,9 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <array>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -38,13 +40,34 @@ struct ClientAddress {
 };
 ClientAddress client_address(const boost::asio::ip::tcp::socket& socket);
 
+/// Which fields of a head may cross this hop: none that is hop-by-hop, and none that a Connection
+/// field names (RFC 9110 §7.6.1). The names Connection lists are gathered once per head (most
+/// heads have no Connection field, or one that lists only keep-alive or close).
+class EndToEnd {
+ public:
+  explicit EndToEnd(const http1::MessageHead& head);
+  bool keeps(std::string_view name) const;
+
+ private:
+  const http1::MessageHead& head_;
+  std::array<std::string_view, 8> listed_;
+  size_t n_listed_ = 0;
+  bool many_ = false;  // more than fit: ask the head for each field instead
+};
+
 /// Appends the fields of `head` that may cross this hop, honouring `Connection: name` too.
 /// `drop_forwarding` (requests) also drops Host and the forwarding fields, which the caller sets.
 /// Appends "HTTP/1.1 STATUS REASON\r\n".
 void append_status_line(std::string& out, int status, std::string_view reason);
 
-/// A new request id in `out`: 32 lowercase hex digits (ingress-nginx's $req_id format).
+/// A new request id in `out`: 32 lowercase hex digits (ingress-nginx's $req_id format), the
+/// first 16 from `high`, the rest from `low`.
 void make_request_id(uint64_t high, uint64_t low, std::string& out);
+/// The same from two draws of `rng`.
+inline void make_request_id(std::mt19937_64& rng, std::string& out) {
+  uint64_t high = rng();
+  make_request_id(high, rng(), out);
+}
 
 /// Appends the fields kedge sets on every request it forwards (X-Request-ID, X-Real-IP, the
 /// X-Forwarded family, X-Scheme) and the blank line that ends the head.

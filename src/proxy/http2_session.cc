@@ -359,10 +359,7 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
       s.request_id = h.value;
     }
   }
-  if (s.request_id.empty()) {
-    uint64_t high = ctx_.rng();
-    make_request_id(high, ctx_.rng(), s.request_id);
-  }
+  if (s.request_id.empty()) make_request_id(ctx_.rng, s.request_id);
   s.method = method;
   if (method == "CONNECT") co_return local(s, 405);
   if (authority.empty()) authority = host_field;
@@ -549,9 +546,10 @@ asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& rout
   stats.by_status[status]++;
   std::vector<http2::Header> headers;
   headers.reserve(rh.size() + 1);
+  const EndToEnd end_to_end(rh);
   for (size_t i = 0; i < rh.size(); ++i) {
     std::string_view name = rh.name(i);
-    if (is_hop_by_hop(name) || rh.has_token("connection", name)) continue;
+    if (!end_to_end.keeps(name)) continue;
     http2::Header h{std::string(name), std::string(rh.value(i))};
     lower(h.name);
     headers.push_back(std::move(h));

@@ -172,8 +172,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   if (auto rid = head.get("x-request-id"); !rid.empty() && rid.size() <= 128) {
     request_id_ = rid;
   } else {
-    uint64_t high = ctx_.rng();
-    make_request_id(high, ctx_.rng(), request_id_);
+    make_request_id(ctx_.rng, request_id_);
   }
 
   // Framing rules that keep request smuggling out (RFC 9112 §6.3).
