@@ -477,7 +477,8 @@ asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& rout
   const bool chunked = s.chunked;
   const Limits& limits = ctx_.limits;
 
-  UpstreamExchange exchange(ctx_, route, deadline, s.method, head_request);
+  UpstreamExchange exchange(ctx_, route, deadline, s.method, head_request,
+                            !s.end_stream || !s.body_in.empty());
   bool request_complete = false;
   bool answered = false;
   while (!answered && !s.closed) {
@@ -610,8 +611,9 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
                                                 Deadline& deadline, int64_t max_body) {
   auto& stats = ctx_.stats.requests[route.stats_key];
   const Limits& limits = ctx_.limits;
-  UpstreamExchange exchange(ctx_, route, deadline, s.method, s.method == "HEAD");
-  if (!co_await exchange.open_h2(s.up_headers, !s.end_stream || !s.body_in.empty())) {
+  const bool has_body = !s.end_stream || !s.body_in.empty();
+  UpstreamExchange exchange(ctx_, route, deadline, s.method, s.method == "HEAD", has_body);
+  if (!co_await exchange.open_h2(s.up_headers, has_body)) {
     if (!s.closed) local(s, exchange.failure_status(), route.stats_key);
     co_return;
   }
@@ -726,8 +728,8 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
           if (!is_hop_by_hop(h.name)) headers.push_back(std::move(h));
         if (!listener_.hsts.empty() && down_.is_tls())
           headers.push_back({"strict-transport-security", listener_.hsts});
-        bool has_body = !response.end || !response.body.empty() || !response.trailers.empty();
-        codec_.submit_response(s.id, response.status, headers, has_body && s.method != "HEAD");
+        bool body_follows = !response.end || !response.body.empty() || !response.trailers.empty();
+        codec_.submit_response(s.id, response.status, headers, body_follows && s.method != "HEAD");
       }
       if (!response.body.empty() && submitted) {
         s.body_out.append(response.body);

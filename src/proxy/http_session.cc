@@ -343,7 +343,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   if (model::is_http2(route.options.protocol)) co_return co_await local(502, has_body);
 
   build_upstream_head(up_head_, upgrade, chunked);
-  UpstreamExchange exchange(ctx_, route, deadline_, head.method(), head_request_);
+  UpstreamExchange exchange(ctx_, route, deadline_, head.method(), head_request_, has_body);
   bool request_complete = !has_body;
   bool answered = false;
   while (!answered) {

@@ -23,18 +23,25 @@ Millis option_or(int64_t ms, Millis fallback) { return ms >= 0 ? Millis(ms) : fa
 }  // namespace
 
 UpstreamExchange::UpstreamExchange(WorkerContext& ctx, const model::Route& route,
-                                   Deadline& deadline, std::string_view method, bool head_request)
+                                   Deadline& deadline, std::string_view method, bool head_request,
+                                   bool has_body)
     : ctx_(ctx),
       route_(route),
       deadline_(deadline),
       idempotent_(idempotent(method)),
       head_request_(head_request),
+      has_body_(has_body),
       connect_timeout_(
           option_or(route.options.connect_timeout_ms, ctx.limits.upstream_connect_timeout)),
       send_timeout_(option_or(route.options.send_timeout_ms, ctx.limits.upstream_send_timeout)),
       read_timeout_(option_or(route.options.read_timeout_ms, ctx.limits.upstream_read_timeout)) {}
 
 UpstreamExchange::~UpstreamExchange() { end_attempt(); }
+
+void UpstreamExchange::forget_stale() {
+  tried_.pop_back();  // a stale pooled connection says nothing of the endpoint...
+  ctx_.upstreams.prune_idle(conn_->endpoint);  // ...but its siblings may be stale too
+}
 
 void UpstreamExchange::end_attempt() {
   if (endpoint_) ctx_.upstreams.on_request_end(endpoint_->address);
@@ -92,7 +99,10 @@ asio::awaitable<bool> UpstreamExchange::acquire() {
     const model::Endpoint* ep = ctx_.upstreams.pick(cluster, tried_);
     if (!ep) break;
     tried_.push_back(ep);
-    conn_ = ctx_.upstreams.take_idle(ep->address, route_.options.protocol);
+    // A bodiless HTTP/1.1 request that finds its pooled connection closed is sent again for
+    // free (see read_head): only others pay a syscall to look first.
+    const bool verify = has_body_ || model::is_http2(route_.options.protocol);
+    conn_ = ctx_.upstreams.take_idle(ep->address, route_.options.protocol, verify);
     reused_ = conn_ != nullptr;
     // A failed connect sent nothing: any method may go to another endpoint.
     if (!conn_) {
@@ -113,7 +123,7 @@ asio::awaitable<bool> UpstreamExchange::send_head(std::string_view head) {
   auto [ec, n] = co_await conn_->write(asio::buffer(head));
   if (!ec) co_return true;
   failure_status_ = deadline_.expired(Phase::UpstreamSend) ? 504 : 502;
-  if (reused_) tried_.pop_back();  // a stale pooled connection says nothing of the endpoint
+  if (reused_) forget_stale();
   end_attempt();
   co_return false;
 }
@@ -142,7 +152,7 @@ asio::awaitable<bool> UpstreamExchange::open_h2(const std::vector<http2::Header>
     if (!acquired) break;
     std::string out;
     if (!conn_->h2->submit_request(headers, has_body) || !conn_->h2->drain(out)) {
-      if (reused_) tried_.pop_back();
+      if (reused_) forget_stale();
       end_attempt();
       continue;
     }
@@ -200,7 +210,7 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
   // where the peer closed before it could have seen it.
   bool retry = !timeout && !got_bytes_ && !body_sent_ && (idempotent_ || reused_);
   report(false);
-  if (retry && reused_) tried_.pop_back();
+  if (retry && reused_) forget_stale();
   end_attempt();
   co_return retry ? Head::Retry : Head::Failed;
 }

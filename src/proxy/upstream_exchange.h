@@ -30,7 +30,7 @@ class UpstreamExchange {
   };
 
   UpstreamExchange(WorkerContext& ctx, const model::Route& route, Deadline& deadline,
-                   std::string_view method, bool head_request);
+                   std::string_view method, bool head_request, bool has_body);
   ~UpstreamExchange();
   UpstreamExchange(const UpstreamExchange&) = delete;
   UpstreamExchange& operator=(const UpstreamExchange&) = delete;
@@ -66,12 +66,16 @@ class UpstreamExchange {
   boost::asio::awaitable<bool> connect(const model::Endpoint& endpoint);
   boost::asio::awaitable<bool> send_head(std::string_view head);
   void end_attempt();
+  /// This attempt's pooled connection turned out closed: try again without holding it against
+  /// the endpoint.
+  void forget_stale();
 
   WorkerContext& ctx_;
   const model::Route& route_;
   Deadline& deadline_;
   const bool idempotent_;
   const bool head_request_;
+  const bool has_body_;
   Millis connect_timeout_, send_timeout_, read_timeout_;
   std::vector<const model::Endpoint*> tried_;
   const model::Endpoint* endpoint_ = nullptr;  // of the attempt in progress

@@ -77,8 +77,19 @@ void Upstreams::on_success(const model::SocketAddress& a) {
   s.ejected_until = {};
 }
 
-ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a,
-                                   model::UpstreamProtocol protocol) {
+namespace {
+
+// The peer closed the connection, or sent something unasked: either makes it unusable.
+bool peer_closed(Connection& c) {
+  char probe;
+  ssize_t n = ::recv(c.socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+  return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+}  // namespace
+
+ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a, model::UpstreamProtocol protocol,
+                                   bool verify) {
   auto it = endpoints_.find(a);
   if (it == endpoints_.end()) return nullptr;
   auto& idle = it->second.idle;
@@ -88,12 +99,15 @@ ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a,
     ConnectionPtr c = std::move(idle[i]);
     idle.erase(idle.begin() + static_cast<ptrdiff_t>(i));
     if (now - c->idle_since > limits_.upstream_idle_timeout) continue;
-    // A peer that closed (or sent something unasked) makes the connection unusable.
-    char probe;
-    ssize_t n = ::recv(c->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
+    if (!verify || !peer_closed(*c)) return c;
   }
   return nullptr;
+}
+
+void Upstreams::prune_idle(const model::SocketAddress& a) {
+  auto it = endpoints_.find(a);
+  if (it == endpoints_.end()) return;
+  std::erase_if(it->second.idle, [](ConnectionPtr& c) { return peer_closed(*c); });
 }
 
 void Upstreams::put_idle(ConnectionPtr connection) {

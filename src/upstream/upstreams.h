@@ -78,8 +78,13 @@ class Upstreams {
   void on_failure(const model::SocketAddress& a);
   void on_success(const model::SocketAddress& a);
 
-  /// An idle connection to `a` speaking `protocol` that still looks usable, or nullptr.
-  ConnectionPtr take_idle(const model::SocketAddress& a, model::UpstreamProtocol protocol);
+  /// An idle connection to `a` speaking `protocol` that has not idled too long, or nullptr.
+  /// With `verify`, one that the peer has not closed either (a syscall: callers that can resend
+  /// on a stale connection skip it).
+  ConnectionPtr take_idle(const model::SocketAddress& a, model::UpstreamProtocol protocol,
+                          bool verify);
+  /// Closes the idle connections to `a` that the peer has closed (after one was found stale).
+  void prune_idle(const model::SocketAddress& a);
   /// Returns a connection for reuse; it is closed instead when the pool is full.
   void put_idle(ConnectionPtr connection);
 

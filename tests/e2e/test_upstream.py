@@ -4,6 +4,8 @@ connection reuse and retries."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conftest import (
@@ -146,6 +148,26 @@ def test_upstream_connections_are_reused(env, backends):
         assert r.status == 200
     assert len(b.requests) == 5
     assert b.connections == 1, "each request opened its own upstream connection"
+
+
+def test_pooled_connection_closed_by_the_backend(env, backends):
+    """A backend that closes each connection after one answer, without saying so: a bodiless
+    request that finds its pooled connection closed is sent again on a new one, and a request
+    with a body never goes out on a closed one."""
+    def once(sock, head):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return False
+    b = backends(once)
+    k = serve_raw(env, b)
+    sent = 0
+    for i in range(3):
+        for method, body in (("GET", None), ("POST", b"payload"), ("DELETE", None)):
+            time.sleep(0.05)  # the backend's close has arrived
+            r = k.request("raw.test", f"/{method}/{i}", method=method, body=body)
+            assert r.status == 200 and r.body == b"ok", (method, i, r.status)
+            sent += 1
+    assert len(b.requests) == sent  # none went out twice, none was lost
+    assert b.connections == sent
 
 
 def test_idempotent_request_retried_on_another_endpoint(env, backends):

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
 
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace kedge::upstream {
@@ -162,6 +164,74 @@ TEST_F(UpstreamsTest, RequestEndNeverUnderflows) {
   u_.on_request_end(c.endpoints[0].address);  // more ends than starts
   u_.on_request_start(c.endpoints[1].address);
   for (int i = 0; i < 50; ++i) ASSERT_EQ(index_of(c, u_.pick(c, {})), 0);
+}
+
+/// Pooled connections over loopback: `n` connected pairs, the client ends pooled.
+class IdlePoolTest : public testing::Test {
+ protected:
+  using tcp = boost::asio::ip::tcp;
+  void pool(int n) {
+    tcp::acceptor acceptor(io_, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    address_ = *model::SocketAddress::parse("127.0.0.1", acceptor.local_endpoint().port());
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_unique<Connection>(io_.get_executor(), model::UpstreamProtocol::Http);
+      c->socket.connect(acceptor.local_endpoint());
+      c->endpoint = address_;
+      sockets_.push_back(c->socket.native_handle());
+      peers_.push_back(acceptor.accept());
+      u_.put_idle(std::move(c));
+    }
+  }
+  /// Which of the pooled connections `c` is (by the order they were pooled).
+  int which(const ConnectionPtr& c) const {
+    for (size_t i = 0; i < sockets_.size(); ++i)
+      if (c && c->socket.native_handle() == sockets_[i]) return static_cast<int>(i);
+    return -1;
+  }
+  ConnectionPtr take(bool verify) {
+    return u_.take_idle(address_, model::UpstreamProtocol::Http, verify);
+  }
+
+  boost::asio::io_context io_;
+  proxy::Limits limits_;
+  Upstreams u_{limits_};
+  model::SocketAddress address_;
+  std::vector<int> sockets_;
+  std::vector<tcp::socket> peers_;
+};
+
+TEST_F(IdlePoolTest, NewestFirstAndOnlyCheckedWhenAsked) {
+  pool(3);
+  peers_[2].close();  // the newest one's peer went away
+  ConnectionPtr unchecked = take(false);
+  EXPECT_EQ(which(unchecked), 2);  // taken without a look: the caller resends if it is stale
+  u_.put_idle(std::move(unchecked));
+  EXPECT_EQ(which(take(true)), 1);  // looked at: the closed one is dropped
+  EXPECT_EQ(which(take(true)), 0);
+  EXPECT_EQ(take(true), nullptr);
+}
+
+TEST_F(IdlePoolTest, UnaskedBytesMakeAConnectionUnusable) {
+  pool(2);
+  boost::asio::write(peers_[1], boost::asio::buffer("HTTP/1.1 200 OK\r\n", 17));
+  EXPECT_EQ(which(take(true)), 0);
+}
+
+TEST_F(IdlePoolTest, PruneDropsOnlyClosedConnections) {
+  pool(4);
+  peers_[1].close();
+  peers_[3].close();
+  u_.prune_idle(address_);
+  EXPECT_EQ(which(take(false)), 2);
+  EXPECT_EQ(which(take(false)), 0);
+  EXPECT_EQ(take(false), nullptr);
+}
+
+TEST_F(IdlePoolTest, IdleTimeoutAppliesWithoutTheCheck) {
+  limits_.upstream_idle_timeout = std::chrono::milliseconds(0);
+  pool(1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(take(false), nullptr);
 }
 
 TEST(AddressHash, DistinguishesPortsAndFamilies) {
