@@ -199,7 +199,7 @@ std::optional<AdminResponse> handle_k8s_api(const AdminRequest& req,
     return json_response(200, render(*so, *res, *state, sources));
   }
   json items = json::array();
-  for (const auto& [key, so] : state->store.objects()) {
+  for (const auto& [key, so] : state->store) {
     if (key.kind != res->store_kind) continue;
     if (!ns.empty() && key.namespace_ != ns) continue;
     json obj = render(*so, *res, *state, sources);

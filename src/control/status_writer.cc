@@ -214,7 +214,7 @@ asio::awaitable<bool> StatusWriter::emit_events(const PublishedState& state) {
     if (reported_.contains(id)) continue;
     json involved = {{"kind", issue.kind}, {"name", issue.name}};
     if (!issue.namespace_.empty()) involved["namespace"] = issue.namespace_;
-    for (const auto& [key, so] : state.store.objects()) {
+    for (const auto& [key, so] : state.store) {
       if (std::string(k8s::kind_name(key.kind)) != issue.kind || key.name != issue.name ||
           key.namespace_ != issue.namespace_)
         continue;

@@ -422,36 +422,16 @@ void Translator::invalidate(const k8s::ObjectStore& store, const Options& option
         dirty.insert(std::move(key));
     }
   };
-  if (!everything && !s.store.shares_with(store)) {
-    // Both maps are in key order: walk them together.
-    const auto& before = s.store.objects();
-    const auto& after = store.objects();
-    auto a = before.begin(), b = after.begin();
+  if (!everything) {
     auto slice = [](const StoredObject& o) { return &std::get<k8s::EndpointSlice>(o.object); };
-    while (a != before.end() || b != after.end()) {
-      if (b == after.end() || (a != before.end() && a->first < b->first)) {
-        touch(a->second.get());
-        if (a->first.kind == k8s::Kind::EndpointSlice)
-          index_slice(s.slices, slice(*a->second), false);
-        ++a;
-      } else if (a == before.end() || b->first < a->first) {
-        touch(b->second.get());
-        if (b->first.kind == k8s::Kind::EndpointSlice)
-          index_slice(s.slices, slice(*b->second), true);
-        ++b;
-      } else {
-        if (a->second != b->second) {
-          touch(a->second.get());
-          touch(b->second.get());
-          if (a->first.kind == k8s::Kind::EndpointSlice) {
-            index_slice(s.slices, slice(*a->second), false);
-            index_slice(s.slices, slice(*b->second), true);
-          }
-        }
-        ++a;
-        ++b;
+    k8s::ObjectStore::diff(s.store, store, [&](const StoredObject* a, const StoredObject* b) {
+      for (auto [o, added] : {std::pair{a, false}, std::pair{b, true}}) {
+        if (!o) continue;
+        touch(o);
+        if (k8s::kind_of(o->object) == k8s::Kind::EndpointSlice)
+          index_slice(s.slices, slice(*o), added);
       }
-    }
+    });
   }
   if (!everything && allocations != s.allocations) {
     // Services whose allocation changed (both maps are in id order).
@@ -823,7 +803,7 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   // Parts for the Ingresses and Services that have none (new, changed, or touched by a change).
   // The store and the parts are both in key order: walk them together.
   auto walk = [&](k8s::Kind kind, auto& parts, auto build, auto drop) {
-    const auto& all = s.store.objects();
+    const auto& all = s.store;
     auto o = all.lower_bound(ObjectKey{kind, "", ""});
     auto p = parts.begin();
     std::vector<ObjectKey> gone;
