@@ -96,7 +96,13 @@ size_t Controller::load_now() {
   double read_ms = ms_since(started);
   auto phase = Clock::now();
   translate::AllocationResult allocated =
-      translate::allocate(load.store, *allocations_, allocator_);
+      allocated_from_
+          ? translate::allocate_after(load.store, *allocated_from_, *allocations_, allocator_)
+          : translate::allocate(load.store, *allocations_, allocator_);
+  if (allocated.issues.empty())
+    allocated_from_ = load.store;
+  else
+    allocated_from_.reset();
   if (allocated.allocations != *allocations_) {
     allocations_ = std::make_shared<const translate::Allocations>(std::move(allocated.allocations));
     save_allocations();

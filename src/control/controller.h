@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 
 namespace kedge::control {
 
@@ -45,6 +46,9 @@ class Controller {
   std::string state_dir_;
   std::shared_ptr<const translate::Allocations> allocations_ =
       std::make_shared<const translate::Allocations>();
+  // The store allocations_ was computed for, when that allocation had no issue: the next one
+  // then only allocates the Services added since (translate::allocate_after).
+  std::optional<k8s::ObjectStore> allocated_from_;
   StateSlot& slot_;
   Publish publish_;
   uint64_t generation_ = 0;

@@ -165,6 +165,8 @@ class SharedMap {
     return n;
   }
   bool empty() const { return size() == 0; }
+  /// Whether both hold the very same shards (then they hold the same entries).
+  bool shares_with(const SharedMap& other) const { return shards_ == other.shards_; }
   /// fn(const std::string& key, const V& value) for every entry, in no particular order.
   template <class Fn>
   void for_each(Fn&& fn) const {

@@ -328,13 +328,22 @@ int run_serve(const ServeOptions& flags) {
         l4::L2Options{.node_name = options.translate.node_name, .interface = options.l2_interface},
         members);
   }
-  control::Controller controller(source, options.translate, options.allocator, options.state_dir,
-                                 slot, [&](model::SnapshotConstPtr snapshot) {
-                                   for (auto& w : workers) w->publish(snapshot);
-                                   if (stapler) stapler->update(certificates_of(*snapshot));
-                                   data_plane->apply(snapshot);
-                                   if (announcer) announcer->apply(snapshot);
-                                 });
+  control::Controller controller(
+      source, options.translate, options.allocator, options.state_dir, slot,
+      [&, stapled = std::optional<model::Snapshot>()](model::SnapshotConstPtr snapshot) mutable {
+        for (auto& w : workers) w->publish(snapshot);
+        // The stapler hears of the certificates when they change (at 10,000 hosts, walking them
+        // costs more than the rest of a publication).
+        if (stapler && !(stapled && stapled->certificates.shares_with(snapshot->certificates) &&
+                         stapled->default_certificate == snapshot->default_certificate)) {
+          stapler->update(certificates_of(*snapshot));
+          stapled.emplace();
+          stapled->certificates = snapshot->certificates;
+          stapled->default_certificate = snapshot->default_certificate;
+        }
+        data_plane->apply(snapshot);
+        if (announcer) announcer->apply(snapshot);
+      });
   // Watch before the first load, so that no change made once /readyz answers can be missed.
   std::unique_ptr<k8s::DirWatcher> watcher;
   if (!kube)

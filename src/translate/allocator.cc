@@ -173,6 +173,15 @@ std::string status_ip(const nlohmann::json& lb_status) {
   return ip != (*p)[0].end() && ip->is_string() ? ip->get<std::string>() : "";
 }
 
+/// Whether a Service names an address or port itself (allocated before those that do not).
+bool explicit_request(const k8s::Service& svc) {
+  return !svc.cluster_ip.empty() || !svc.load_balancer_ip.empty() ||
+         svc.health_check_node_port != 0 ||
+         !svc.meta.annotation(std::string(kAnnotationIps)).empty() ||
+         std::any_of(svc.ports.begin(), svc.ports.end(),
+                     [](const auto& p) { return p.node_port != 0; });
+}
+
 class Allocator {
  public:
   Allocator(const k8s::ObjectStore& store, const AllocatorConfig& config, AllocationResult& out)
@@ -200,6 +209,27 @@ class Allocator {
     out_.issues.push_back({so.origin.file, so.origin.line,
                            std::string(k8s::kind_name(k8s::kind_of(so.object))), m.namespace_,
                            m.name, std::move(field), std::move(message)});
+  }
+
+  /// Takes what `previous` (an allocation without issues) holds into the tables, as assign()
+  /// would for each of its Services as a holder, and copies it into the result.
+  void hold(const Allocations& previous) {
+    for (const auto& [id, a] : previous.services) {
+      if (auto ip = parse_ipv4(a.cluster_ip))
+        cluster_ips_.emplace_hint(cluster_ips_.end(), *ip, id);
+      for (const auto& [key, port] : a.node_ports) node_ports_.emplace(port, id);
+      if (a.health_check_node_port) node_ports_.emplace(a.health_check_node_port, id);
+      auto lb = parse_ipv4(a.load_balancer_ip);
+      if (!lb) continue;
+      auto slash = id.find('/');
+      const k8s::Service* svc = store_.get<k8s::Service>(id.substr(0, slash), id.substr(slash + 1));
+      if (!svc) continue;
+      LbHolder& h = lb_ips_[*lb];
+      h.sharing_key = svc->meta.annotation(std::string(kAnnotationSharing));
+      for (const auto& p : svc->ports) h.ports.insert({p.protocol, p.port});
+      h.services.push_back(id);
+    }
+    out_.allocations = previous;
   }
 
   /// Tries to give `svc` everything it needs; on any refusal it holds nothing.
@@ -340,7 +370,9 @@ class Allocator {
       return false;
     }
     for (auto& [field, message] : pending) issue(so, field, message);
-    out_.allocations.services[id] = std::move(a);
+    // Mostly in key order: a hint at the end makes most insertions constant time.
+    auto& services = out_.allocations.services;
+    services.insert_or_assign(services.end(), std::move(id), std::move(a));
     return true;
   }
 
@@ -482,16 +514,19 @@ AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& prev
     const ServiceAllocation* prev;
   };
   std::vector<Item> holders, edited, requesters, others;
+  holders.reserve(previous.services.size());
+  // The store and `previous` are both sorted, nearly alike ("ns/name" against (ns, name)): look
+  // next to the last one found before searching.
+  auto next = previous.services.begin();
+  std::string id;
   store.for_each<k8s::Service>([&](const k8s::Service& svc, const k8s::StoredObject& so) {
-    auto it = previous.services.find(svc.meta.namespace_ + "/" + svc.meta.name);
+    id.assign(svc.meta.namespace_).append("/").append(svc.meta.name);
+    auto it =
+        next != previous.services.end() && next->first == id ? next : previous.services.find(id);
+    if (it != previous.services.end()) next = std::next(it);
     const ServiceAllocation* prev = it == previous.services.end() ? nullptr : &it->second;
-    bool explicit_request = !svc.cluster_ip.empty() || !svc.load_balancer_ip.empty() ||
-                            svc.health_check_node_port != 0 ||
-                            !svc.meta.annotation(std::string(kAnnotationIps)).empty() ||
-                            std::any_of(svc.ports.begin(), svc.ports.end(),
-                                        [](const auto& p) { return p.node_port != 0; });
     auto& group = prev ? (asks_for_more(svc, *prev) ? edited : holders)
-                       : (explicit_request ? requesters : others);
+                       : (explicit_request(svc) ? requesters : others);
     group.push_back({&svc, &so, prev});
   });
   // Whoever held an address first keeps it (Services asking for something new after those that
@@ -504,6 +539,44 @@ AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& prev
   std::stable_sort(others.begin(), others.end(), by_age);
   for (auto* group : {&holders, &edited, &requesters, &others})
     for (const Item& item : *group) allocator.assign(*item.svc, *item.so, item.prev);
+  return out;
+}
+
+AllocationResult allocate_after(const k8s::ObjectStore& store, const k8s::ObjectStore& before,
+                                const Allocations& previous, const AllocatorConfig& config) {
+  // With nothing refused or pending before, allocate() makes every Service of `before` a holder
+  // that takes exactly what it held (no conflict among them, no dynamic pick): the tables after
+  // the holders are `previous`, and only the added Services are left, as requesters or others.
+  bool only_added = true;
+  std::vector<const k8s::StoredObject*> added;
+  k8s::ObjectStore::diff(
+      before, store, [&](const k8s::StoredObject* a, const k8s::StoredObject* b) {
+        k8s::Kind kind = k8s::kind_of((a ? a : b)->object);
+        if (kind == k8s::Kind::IPAddressPool || (kind == k8s::Kind::Service && a))
+          only_added = false;
+        else if (kind == k8s::Kind::Service)
+          added.push_back(b);
+      });
+  if (!only_added) return allocate(store, previous, config);
+  AllocationResult out;
+  Allocator allocator(store, config, out);
+  allocator.hold(previous);
+  struct Item {
+    const k8s::Service* svc;
+    const k8s::StoredObject* so;
+  };
+  std::vector<Item> requesters, others;
+  for (const k8s::StoredObject* so : added) {
+    const auto& svc = std::get<k8s::Service>(so->object);
+    (explicit_request(svc) ? requesters : others).push_back({&svc, so});
+  }
+  auto by_age = [](const Item& a, const Item& b) {
+    return a.svc->meta.creation_timestamp < b.svc->meta.creation_timestamp;
+  };
+  std::stable_sort(requesters.begin(), requesters.end(), by_age);
+  std::stable_sort(others.begin(), others.end(), by_age);
+  for (auto* group : {&requesters, &others})
+    for (const Item& item : *group) allocator.assign(*item.svc, *item.so, nullptr);
   return out;
 }
 

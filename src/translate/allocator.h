@@ -86,4 +86,11 @@ struct AllocationResult {
 AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& previous,
                           const AllocatorConfig& config);
 
+/// allocate() when `previous` is what it gave for `before` with no issue (nothing refused or
+/// pending): if the store differs from `before` only by Services added (and by kinds other than
+/// Service and IPAddressPool), only those are allocated, against the tables `previous` fills;
+/// the result is the same as allocate()'s. Otherwise it is allocate().
+AllocationResult allocate_after(const k8s::ObjectStore& store, const k8s::ObjectStore& before,
+                                const Allocations& previous, const AllocatorConfig& config);
+
 }  // namespace kedge::translate

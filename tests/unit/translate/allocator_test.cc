@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -907,6 +908,97 @@ TEST(AllocationsJsonTest, WrongTypesDoNotThrow) {
     EXPECT_EQ(a.services.at("a/b").cluster_ip, "");
     EXPECT_EQ(a.services.at("a/b").health_check_node_port, 0);
   }
+}
+
+// allocate_after() gives what allocate() gives, on random stores that grow by a few Services at a
+// time: of every type, with explicit requests, shared LoadBalancer IPs and small ranges (so that
+// some steps have refusals, where it must fall back to allocate()).
+TEST(AllocateAfter, SameAsAllocateWhileServicesAreAdded) {
+  std::mt19937 rng(5);
+  AllocatorConfig config;
+  config.service_cidr = "10.96.0.0/26";
+  config.node_port_min = 30000;
+  config.node_port_max = 30100;
+  config.pools = {{"default", {*Ipv4Range::parse("192.168.10.0/29", true)}, true}};
+  int clean_steps = 0, added_total = 0;
+  for (int run = 0; run < 6; ++run) {
+    k8s::ObjectStore store;
+    Allocations previous;
+    k8s::Issues issues;
+    int next = 0;
+    for (int step = 0; step < 12; ++step) {
+      k8s::ObjectStore before = store;
+      const bool clean = issues.empty();
+      std::string docs;
+      for (int k = 0, n = 1 + static_cast<int>(rng() % 4); k < n; ++k, ++next) {
+        Svc svc{"s" + std::to_string(next)};
+        svc.meta = created(static_cast<int>(rng() % 60));
+        switch (rng() % 6) {
+          case 0:
+            svc.spec = "  clusterIP: None\n";
+            break;
+          case 1:
+            svc.type = "NodePort";
+            break;
+          case 2:
+            svc.type = "NodePort";
+            svc.ports = {"{name: http, port: 80, nodePort: " + std::to_string(30000 + rng() % 100) +
+                         "}"};
+            break;
+          case 3:
+            svc.type = "LoadBalancer";
+            svc.ports = {"{name: p, port: " + std::to_string(80 + rng() % 3) + "}"};
+            if (rng() % 2) svc.meta += annotations({{std::string(kAnnotationSharing), "web"}});
+            break;
+          case 4:
+            svc.spec = "  clusterIP: 10.96.0." + std::to_string(rng() % 64) + "\n";
+            break;
+          default:
+            break;
+        }
+        docs += "---\n" + service(svc);
+      }
+      k8s::ManifestFile m = k8s::parse_manifest(docs, "t.yaml");
+      ASSERT_TRUE(m.issues.empty()) << dump(m.issues);
+      for (auto& o : m.objects) store.upsert(std::make_shared<const k8s::StoredObject>(o));
+      added_total += static_cast<int>(m.objects.size());
+      AllocationResult full = allocate(store, previous, config);
+      if (clean) {
+        ++clean_steps;
+        AllocationResult incremental = allocate_after(store, before, previous, config);
+        ASSERT_EQ(incremental.allocations, full.allocations) << "run " << run << " step " << step;
+        ASSERT_EQ(dump(incremental.issues), dump(full.issues)) << "run " << run << " step " << step;
+      }
+      previous = full.allocations;
+      issues = full.issues;
+    }
+  }
+  EXPECT_GT(clean_steps, 12);  // the incremental path was taken often
+  EXPECT_GT(added_total, 100);
+}
+
+// Anything but an addition of Services falls back to a whole allocation.
+TEST(AllocateAfter, ChangedOrRemovedServicesAllocateEverything) {
+  AllocatorConfig config;
+  config.service_cidr = "10.96.0.0/24";
+  auto parse = [](const std::string& docs) {
+    k8s::ObjectStore store;
+    for (auto& o : k8s::parse_manifest(docs, "t.yaml").objects)
+      store.upsert(std::make_shared<const k8s::StoredObject>(o));
+    return store;
+  };
+  k8s::ObjectStore before = parse(service({"a"}) + "---\n" + service({"b"}));
+  AllocationResult first = allocate(before, {}, config);
+  ASSERT_TRUE(first.issues.empty());
+  // b now asks for a's address: allocate() refuses it; so must allocate_after().
+  Svc b{"b"};
+  b.spec = "  clusterIP: " + first.allocations.services.at("default/a").cluster_ip + "\n";
+  k8s::ObjectStore after = parse(service({"a"}) + "---\n" + service(b));
+  AllocationResult full = allocate(after, first.allocations, config);
+  AllocationResult incremental = allocate_after(after, before, first.allocations, config);
+  EXPECT_EQ(incremental.allocations, full.allocations);
+  EXPECT_EQ(dump(incremental.issues), dump(full.issues));
+  EXPECT_FALSE(full.issues.empty());
 }
 
 }  // namespace
