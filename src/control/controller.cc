@@ -103,7 +103,7 @@ size_t Controller::load_now() {
     allocated_from_ = load.store;
   else
     allocated_from_.reset();
-  if (allocated.allocations != *allocations_) {
+  if (!allocated.unchanged && allocated.allocations != *allocations_) {
     allocations_ = std::make_shared<const translate::Allocations>(std::move(allocated.allocations));
     save_allocations();
   }

@@ -19,6 +19,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <unordered_set>
 
 namespace kedge::server {
 
@@ -110,8 +111,10 @@ bool service_config(ServeOptions& o) {
 /// Every certificate a snapshot may serve, for the OCSP stapler.
 std::vector<tls::ServerContextConstPtr> certificates_of(const model::Snapshot& snapshot) {
   std::vector<tls::ServerContextConstPtr> out;
-  snapshot.certificates.for_each(
-      [&](const std::string&, const tls::ServerContextConstPtr& c) { out.push_back(c); });
+  std::unordered_set<const tls::ServerContext*> seen;  // one certificate often serves many hosts
+  snapshot.certificates.for_each([&](const std::string&, const tls::ServerContextConstPtr& c) {
+    if (seen.insert(c.get()).second) out.push_back(c);
+  });
   if (snapshot.default_certificate) out.push_back(snapshot.default_certificate);
   return out;
 }

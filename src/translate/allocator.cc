@@ -559,6 +559,10 @@ AllocationResult allocate_after(const k8s::ObjectStore& store, const k8s::Object
       });
   if (!only_added) return allocate(store, previous, config);
   AllocationResult out;
+  if (added.empty()) {  // endpoints, Ingresses, Secrets: the most frequent changes
+    out.unchanged = true;
+    return out;
+  }
   Allocator allocator(store, config, out);
   allocator.hold(previous);
   struct Item {

@@ -75,6 +75,7 @@ std::string port_key(const k8s::ServicePort& port);
 struct AllocationResult {
   Allocations allocations;
   k8s::Issues issues;
+  bool unchanged = false;  // allocate_after(): the same as `previous` (`allocations` left empty)
 };
 
 /// Allocates ClusterIPs, NodePorts, health-check NodePorts and LoadBalancer IPs with the API

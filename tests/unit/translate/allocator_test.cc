@@ -977,6 +977,26 @@ TEST(AllocateAfter, SameAsAllocateWhileServicesAreAdded) {
   EXPECT_GT(added_total, 100);
 }
 
+// No Service added or changed: nothing to allocate, and the caller is told so.
+TEST(AllocateAfter, NoServiceChangedIsUnchanged) {
+  AllocatorConfig config;
+  config.service_cidr = "10.96.0.0/24";
+  k8s::ObjectStore before;
+  for (auto& o : k8s::parse_manifest(service({"a"}), "t.yaml").objects)
+    before.upsert(std::make_shared<const k8s::StoredObject>(o));
+  AllocationResult first = allocate(before, {}, config);
+  k8s::ObjectStore after = before;
+  for (auto& o : k8s::parse_manifest("apiVersion: v1\nkind: Secret\nmetadata: {name: s, "
+                                     "namespace: default}\ntype: Opaque\n",
+                                     "s.yaml")
+                     .objects)
+    after.upsert(std::make_shared<const k8s::StoredObject>(o));
+  AllocationResult r = allocate_after(after, before, first.allocations, config);
+  EXPECT_TRUE(r.unchanged);
+  EXPECT_TRUE(r.issues.empty());
+  EXPECT_EQ(allocate(after, first.allocations, config).allocations, first.allocations);
+}
+
 // Anything but an addition of Services falls back to a whole allocation.
 TEST(AllocateAfter, ChangedOrRemovedServicesAllocateEverything) {
   AllocatorConfig config;
