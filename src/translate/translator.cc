@@ -333,7 +333,11 @@ struct Translator::State {
   std::set<std::string> served;
   std::shared_ptr<const std::vector<std::string>> served_list;
   std::vector<std::string> stale_ports;  // service_ports keys of Service parts dropped
-  model::SnapshotConstPtr previous;      // the next snapshot starts from its shared maps
+  // Ingress and Service keys whose parts were dropped (or whose objects came or went) since the
+  // last translation: only these can lack a part, unless walk_all.
+  std::set<ObjectKey> rebuild;
+  bool walk_all = true;
+  model::SnapshotConstPtr previous;  // the next snapshot starts from its shared maps
 };
 
 Translator::Translator() : state_(std::make_unique<State>()) {}
@@ -372,6 +376,7 @@ void Translator::add_ingress(const ObjectKey& key, IngressPart part) {
 
 void Translator::drop_ingress(const ObjectKey& key) {
   State& s = *state_;
+  s.rebuild.insert(key);
   auto it = s.ingresses.find(key);
   if (it == s.ingresses.end()) return;
   const IngressPart& p = it->second;
@@ -391,6 +396,7 @@ void Translator::drop_ingress(const ObjectKey& key) {
 
 void Translator::drop_service(const ObjectKey& key) {
   State& s = *state_;
+  s.rebuild.insert(key);
   auto it = s.services.find(key);
   if (it == s.services.end()) return;
   for (auto& [name, c] : it->second.ports) s.stale_ports.push_back(name);
@@ -460,6 +466,8 @@ void Translator::invalidate(const k8s::ObjectStore& store, const Options& option
     s.options = options;
     s.primed = true;
   }
+  s.walk_all = everything;
+  s.rebuild.clear();
   s.store = store;  // the slice index points into it
   s.allocations = allocations;
   if (everything) {
@@ -803,6 +811,18 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   // Parts for the Ingresses and Services that have none (new, changed, or touched by a change).
   // The store and the parts are both in key order: walk them together.
   auto walk = [&](k8s::Kind kind, auto& parts, auto build, auto drop) {
+    if (!s.walk_all) {
+      // Every other object has its part: look only where a part was dropped or may be missing.
+      for (auto k = s.rebuild.lower_bound(ObjectKey{kind, "", ""});
+           k != s.rebuild.end() && k->kind == kind; ++k) {
+        auto o = s.store.lower_bound(*k);
+        if (o == s.store.end() || o->first != *k)
+          drop(*k);
+        else if (!parts.contains(*k))
+          build(*k, o->second);
+      }
+      return;
+    }
     const auto& all = s.store;
     auto o = all.lower_bound(ObjectKey{kind, "", ""});
     auto p = parts.begin();
