@@ -182,6 +182,20 @@ bool explicit_request(const k8s::Service& svc) {
                      [](const auto& p) { return p.node_port != 0; });
 }
 
+/// A Service to allocate for, with what it held before (if anything).
+struct Candidate {
+  const k8s::Service* svc;
+  const k8s::StoredObject* so;
+  const ServiceAllocation* prev;
+};
+
+/// Oldest first, as the API server allocates (ties keep the store's order).
+void sort_by_age(std::vector<Candidate>& candidates) {
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+    return a.svc->meta.creation_timestamp < b.svc->meta.creation_timestamp;
+  });
+}
+
 class Allocator {
  public:
   Allocator(const k8s::ObjectStore& store, const AllocatorConfig& config, AllocationResult& out)
@@ -508,12 +522,7 @@ AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& prev
                           const AllocatorConfig& config) {
   AllocationResult out;
   Allocator allocator(store, config, out);
-  struct Item {
-    const k8s::Service* svc;
-    const k8s::StoredObject* so;
-    const ServiceAllocation* prev;
-  };
-  std::vector<Item> holders, edited, requesters, others;
+  std::vector<Candidate> holders, edited, requesters, others;
   holders.reserve(previous.services.size());
   // The store and `previous` are both sorted, nearly alike ("ns/name" against (ns, name)): look
   // next to the last one found before searching.
@@ -532,13 +541,10 @@ AllocationResult allocate(const k8s::ObjectStore& store, const Allocations& prev
   // Whoever held an address first keeps it (Services asking for something new after those that
   // do not, so an edit never takes what another Service holds); then explicit requests; then the
   // rest, oldest first.
-  auto by_age = [](const Item& a, const Item& b) {
-    return a.svc->meta.creation_timestamp < b.svc->meta.creation_timestamp;
-  };
-  std::stable_sort(requesters.begin(), requesters.end(), by_age);
-  std::stable_sort(others.begin(), others.end(), by_age);
+  sort_by_age(requesters);
+  sort_by_age(others);
   for (auto* group : {&holders, &edited, &requesters, &others})
-    for (const Item& item : *group) allocator.assign(*item.svc, *item.so, item.prev);
+    for (const Candidate& c : *group) allocator.assign(*c.svc, *c.so, c.prev);
   return out;
 }
 
@@ -565,22 +571,15 @@ AllocationResult allocate_after(const k8s::ObjectStore& store, const k8s::Object
   }
   Allocator allocator(store, config, out);
   allocator.hold(previous);
-  struct Item {
-    const k8s::Service* svc;
-    const k8s::StoredObject* so;
-  };
-  std::vector<Item> requesters, others;
+  std::vector<Candidate> requesters, others;
   for (const k8s::StoredObject* so : added) {
     const auto& svc = std::get<k8s::Service>(so->object);
-    (explicit_request(svc) ? requesters : others).push_back({&svc, so});
+    (explicit_request(svc) ? requesters : others).push_back({&svc, so, nullptr});
   }
-  auto by_age = [](const Item& a, const Item& b) {
-    return a.svc->meta.creation_timestamp < b.svc->meta.creation_timestamp;
-  };
-  std::stable_sort(requesters.begin(), requesters.end(), by_age);
-  std::stable_sort(others.begin(), others.end(), by_age);
+  sort_by_age(requesters);
+  sort_by_age(others);
   for (auto* group : {&requesters, &others})
-    for (const Item& item : *group) allocator.assign(*item.svc, *item.so, nullptr);
+    for (const Candidate& c : *group) allocator.assign(*c.svc, *c.so, nullptr);
   return out;
 }
 
