@@ -324,6 +324,9 @@ struct Translator::State {
   std::map<ObjectKey, std::map<std::string, model::ClusterConstPtr>> clusters;  // by Service
   std::map<ObjectKey, IngressPart> ingresses;
   std::map<ObjectKey, ServicePart> services;
+  // The parts a snapshot gathers from (served Ingresses with issues; Services with issues, L4
+  // listeners or health checks), so that a snapshot does not walk all of them.
+  std::set<ObjectKey> ingresses_with_issues, services_to_gather;
   std::map<ObjectKey, std::set<ObjectKey>> dependents;  // Service or Secret → Ingresses
   // Assembly: what each host is built from, and what must be built again.
   std::unordered_map<std::string, std::vector<const IngressPart*>> hosts;
@@ -364,6 +367,10 @@ void Translator::add_ingress(const ObjectKey& key, IngressPart part) {
   IngressPart& p = at->second;
   p.key = &at->first;
   for (const ObjectKey& dep : p.deps) s.dependents[dep].insert(key);
+  if (p.served && !p.issues.empty())
+    s.ingresses_with_issues.insert(key);
+  else
+    s.ingresses_with_issues.erase(key);
   if (!p.served) return;
   for (const std::string& host : p.hosts) {
     s.hosts[host].push_back(&p);
@@ -377,6 +384,7 @@ void Translator::add_ingress(const ObjectKey& key, IngressPart part) {
 void Translator::drop_ingress(const ObjectKey& key) {
   State& s = *state_;
   s.rebuild.insert(key);
+  s.ingresses_with_issues.erase(key);
   auto it = s.ingresses.find(key);
   if (it == s.ingresses.end()) return;
   const IngressPart& p = it->second;
@@ -397,6 +405,7 @@ void Translator::drop_ingress(const ObjectKey& key) {
 void Translator::drop_service(const ObjectKey& key) {
   State& s = *state_;
   s.rebuild.insert(key);
+  s.services_to_gather.erase(key);
   auto it = s.services.find(key);
   if (it == s.services.end()) return;
   for (auto& [name, c] : it->second.ports) s.stale_ports.push_back(name);
@@ -855,7 +864,10 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
       [&](const ObjectKey& key, const k8s::StoredObjectConstPtr& so) {
         const auto& svc = std::get<k8s::Service>(so->object);
         if (svc.type == "ExternalName") return;
-        fresh.push_back(&s.services.emplace(key, service_part(svc, *so)).first->second);
+        const ServicePart& part = s.services.emplace(key, service_part(svc, *so)).first->second;
+        if (!part.issues.empty() || !part.l4.empty() || !part.health.empty())
+          s.services_to_gather.insert(key);
+        fresh.push_back(&part);
       },
       [&](const ObjectKey& key) { drop_service(key); });
 
@@ -896,8 +908,10 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   for (const std::string& host : s.dirty_hosts) assemble_host(host, *snap);
   s.dirty_hosts.clear();
 
-  for (const auto& [key, part] : s.ingresses)
-    if (part.served) out.issues.insert(out.issues.end(), part.issues.begin(), part.issues.end());
+  for (const ObjectKey& key : s.ingresses_with_issues) {
+    const IngressPart& part = s.ingresses.at(key);
+    out.issues.insert(out.issues.end(), part.issues.begin(), part.issues.end());
+  }
   // The default backend: the oldest Ingress's.
   for (const IngressPart* part : s.defaults) {
     const IngressPart::PathRoute& pr = *part->default_backend;
@@ -920,7 +934,8 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   // Services, in key order.
   for (const std::string& name : s.stale_ports) snap->service_ports.erase(name);
   s.stale_ports.clear();
-  for (const auto& [key, part] : s.services) {
+  for (const ObjectKey& key : s.services_to_gather) {
+    const ServicePart& part = s.services.at(key);
     out.issues.insert(out.issues.end(), part.issues.begin(), part.issues.end());
     snap->l4_listeners.insert(snap->l4_listeners.end(), part.l4.begin(), part.l4.end());
     snap->health_checks.insert(snap->health_checks.end(), part.health.begin(), part.health.end());
