@@ -821,14 +821,12 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   // The store and the parts are both in key order: walk them together.
   auto walk = [&](k8s::Kind kind, auto& parts, auto build, auto drop) {
     if (!s.walk_all) {
-      // Every other object has its part: look only where a part was dropped or may be missing.
+      // Every other object has its part, and these parts are gone already (the keys come from
+      // drops): build those whose objects are still there.
       for (auto k = s.rebuild.lower_bound(ObjectKey{kind, "", ""});
            k != s.rebuild.end() && k->kind == kind; ++k) {
         auto o = s.store.lower_bound(*k);
-        if (o == s.store.end() || o->first != *k)
-          drop(*k);
-        else if (!parts.contains(*k))
-          build(*k, o->second);
+        if (o != s.store.end() && o->first == *k && !parts.contains(*k)) build(*k, o->second);
       }
       return;
     }
