@@ -52,10 +52,12 @@ json snapshot_json(const model::Snapshot& s) {
         {"lb", c->lb == model::LbPolicy::LeastRequest ? "least_request" : "round_robin"}};
     if (!c->problem.empty()) clusters[c->name]["problem"] = c->problem;
   }
+  json ingresses = json::array();
+  for (const auto& [id, served] : s.served_ingresses) ingresses.push_back(id);
   json out = {{"generation", s.generation},
               {"hosts", hosts},
               {"clusters", clusters},
-              {"ingresses", *s.served_ingresses}};
+              {"ingresses", std::move(ingresses)}};
   if (s.default_backend) out["defaultBackend"] = route_json(*s.default_backend);
   return out;
 }

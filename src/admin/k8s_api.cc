@@ -114,9 +114,7 @@ json render(const k8s::StoredObject& so, const Resource& r, const control::Publi
     }
   }
   if (r.store_kind == k8s::Kind::Ingress) {
-    const auto& served = *state.snapshot->served_ingresses;
-    std::string id = m.namespace_ + "/" + m.name;
-    bool ours = std::binary_search(served.begin(), served.end(), id);
+    bool ours = state.snapshot->served_ingresses.contains(m.namespace_ + "/" + m.name);
     obj["status"] = {{"loadBalancer", json::object()}};
     if (ours && !sources.publish_address.empty())
       obj["status"]["loadBalancer"]["ingress"] = {{{"ip", sources.publish_address}}};

@@ -60,16 +60,34 @@ void Controller::save_allocations() {
 }
 
 void Controller::resolve_external_names(const k8s::ObjectStore& store) {
+  // Which Services are ExternalName ones, kept up to date from what changed in the store.
+  auto track = [&](const k8s::StoredObject* before, const k8s::StoredObject* after) {
+    const k8s::StoredObject* so = before ? before : after;
+    if (k8s::kind_of(so->object) != k8s::Kind::Service) return;
+    const auto& meta = std::get<k8s::Service>(so->object).meta;
+    std::string id = meta.namespace_ + "/" + meta.name;
+    external_services_.erase(id);
+    if (!after) return;
+    const auto& svc = std::get<k8s::Service>(after->object);
+    if (svc.type == "ExternalName" && !svc.external_name.empty())
+      external_services_.emplace(std::move(id), svc.external_name);
+  };
+  if (external_from_) {
+    k8s::ObjectStore::diff(*external_from_, store, track);
+  } else {
+    external_services_.clear();
+    store.for_each<k8s::Service>(
+        [&](const k8s::Service&, const k8s::StoredObject& so) { track(nullptr, &so); });
+  }
+  external_from_ = store;
   std::map<std::string, std::vector<std::string>> resolved;
-  store.for_each<k8s::Service>([&](const k8s::Service& svc, const k8s::StoredObject&) {
-    if (svc.type != "ExternalName" || svc.external_name.empty() ||
-        resolved.contains(svc.external_name))
-      return;
-    std::vector<std::string>& ips = resolved[svc.external_name];
+  for (const auto& [id, name] : external_services_) {
+    if (resolved.contains(name)) continue;
+    std::vector<std::string>& ips = resolved[name];
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* res = nullptr;
-    if (getaddrinfo(svc.external_name.c_str(), nullptr, &hints, &res) != 0) return;
+    if (getaddrinfo(name.c_str(), nullptr, &hints, &res) != 0) continue;
     for (addrinfo* ai = res; ai; ai = ai->ai_next) {
       char buf[NI_MAXHOST];
       if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) ==
@@ -77,7 +95,7 @@ void Controller::resolve_external_names(const k8s::ObjectStore& store) {
         ips.push_back(buf);
     }
     freeaddrinfo(res);
-  });
+  }
   options_.external_names = std::move(resolved);
 }
 
@@ -135,7 +153,7 @@ size_t Controller::load_now() {
       "snapshot generation={} files={} objects={} ingresses={} hosts={} issues={} took_ms={:.1f} "
       "(read {:.1f}, allocate {:.1f}, translate {:.1f}: {} Ingresses, {} Services, {} hosts "
       "built again; publish {:.1f})",
-      generation_, load.files, state->store.size(), t.snapshot->served_ingresses->size(),
+      generation_, load.files, state->store.size(), t.snapshot->served_ingresses.size(),
       t.snapshot->exact_hosts.size() + t.snapshot->wildcard_hosts.size(), n, ms_since(started),
       read_ms, allocate_ms, translate_ms, work.ingresses, work.services, work.hosts, publish_ms);
   // The previous snapshot is let go here, on the control thread, once the workers have moved

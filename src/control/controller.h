@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -49,6 +50,9 @@ class Controller {
   // The store allocations_ was computed for, when that allocation had no issue: the next one
   // then only allocates the Services added since (translate::allocate_after).
   std::optional<k8s::ObjectStore> allocated_from_;
+  // ExternalName Services ("namespace/name" → external name) in the store last resolved for.
+  std::map<std::string, std::string> external_services_;
+  std::optional<k8s::ObjectStore> external_from_;
   StateSlot& slot_;
   Publish publish_;
   uint64_t generation_ = 0;

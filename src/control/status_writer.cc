@@ -143,8 +143,7 @@ asio::awaitable<bool> StatusWriter::reconcile() {
   if (!state || !state->snapshot) co_return true;
   bool ok = true;
   json entries = publish_entries(options_, *state);
-  std::set<std::string> served(state->snapshot->served_ingresses->begin(),
-                               state->snapshot->served_ingresses->end());
+  const auto& served = state->snapshot->served_ingresses;
   std::vector<std::pair<const k8s::StoredObject*, json>> writes;
   state->store.for_each<k8s::Ingress>([&](const k8s::Ingress& ing, const k8s::StoredObject& so) {
     bool is_served = served.contains(ing.meta.namespace_ + "/" + ing.meta.name);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "common/chunked_map.h"
+
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -213,9 +215,9 @@ struct Snapshot {
   HostMap wildcard_hosts;  // ".example.com" (the suffix after '*') → vhost
   VirtualHost any_host;    // rules without a host
   std::optional<Route> default_backend;
-  /// "namespace/name" of every Ingress served, sorted (shared while it does not change).
-  std::shared_ptr<const std::vector<std::string>> served_ingresses =
-      std::make_shared<const std::vector<std::string>>();
+  /// "namespace/name" of every Ingress served (the values are unused; copies share the chunks
+  /// nothing changed in).
+  ChunkedMap<std::string, bool> served_ingresses;
   /// TLS certificates by SNI name: "host" or "*.suffix" (from Ingress spec.tls).
   SharedMap<std::shared_ptr<const tls::ServerContext>> certificates;
   std::shared_ptr<const tls::ServerContext> default_certificate;

@@ -133,7 +133,7 @@ int run_check(const std::vector<std::string>& manifests, const translate::Option
       ++n;
     }
   std::cout << load.files << " files, " << load.store.size() << " objects, "
-            << t.snapshot->served_ingresses->size() << " Ingresses served, " << n << " problems\n";
+            << t.snapshot->served_ingresses.size() << " Ingresses served, " << n << " problems\n";
   return n == 0 ? 0 : 1;
 }
 
@@ -339,7 +339,7 @@ int run_serve(const ServeOptions& flags) {
         // costs more than the rest of a publication).
         if (stapler && !(stapled && stapled->certificates.shares_with(snapshot->certificates) &&
                          stapled->default_certificate == snapshot->default_certificate)) {
-          stapler->update(certificates_of(*snapshot));
+          stapler->update([snapshot] { return certificates_of(*snapshot); });
           stapled.emplace();
           stapled->certificates = snapshot->certificates;
           stapled->default_certificate = snapshot->default_certificate;

@@ -142,10 +142,10 @@ OcspStapler::OcspStapler(StaplerOptions options) : options_(std::move(options)) 
 
 OcspStapler::~OcspStapler() { stop(); }
 
-void OcspStapler::update(std::vector<ServerContextConstPtr> contexts) {
+void OcspStapler::update(Collect collect) {
   {
     std::lock_guard lock(mutex_);
-    pending_ = std::move(contexts);
+    pending_ = std::move(collect);
   }
   cv_.notify_one();
 }
@@ -194,9 +194,14 @@ void OcspStapler::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     if (pending_) {
-      auto contexts = std::move(*pending_);
-      pending_.reset();
+      Collect collect = std::move(pending_);
+      pending_ = nullptr;
+      lock.unlock();
+      std::vector<ServerContextConstPtr> contexts = collect();
+      collect = nullptr;  // lets go of what it holds (a snapshot) before the lock
+      lock.lock();
       sync(std::move(contexts));
+      continue;  // a newer list, or stop(), may have come meanwhile
     }
     Entry* due = nullptr;
     for (auto& [_, e] : entries_)

@@ -63,7 +63,13 @@ class OcspStapler {
 
   /// The certificates of the newest snapshot. New ones are fetched at once, known ones keep
   /// their schedule, the rest are forgotten.
-  void update(std::vector<ServerContextConstPtr> contexts);
+  void update(std::vector<ServerContextConstPtr> contexts) {
+    update([c = std::move(contexts)] { return c; });
+  }
+  /// The same, with the list made by `collect` on the stapler's thread: walking the certificates
+  /// of 10,000 hosts then costs the publishing thread nothing. The newest call wins.
+  using Collect = std::function<std::vector<ServerContextConstPtr>()>;
+  void update(Collect collect);
   struct Counts {
     size_t staples = 0;     // certificates with a valid staple now
     uint64_t failures = 0;  // failed fetches and refused responses so far
@@ -89,7 +95,7 @@ class OcspStapler {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  std::optional<std::vector<ServerContextConstPtr>> pending_;
+  Collect pending_;
   std::map<const ServerContext*, Entry> entries_;  // written by the stapler's thread only
   std::atomic<uint64_t> failures_{0};
   std::thread thread_;

@@ -384,9 +384,7 @@ class Allocator {
       return false;
     }
     for (auto& [field, message] : pending) issue(so, field, message);
-    // Mostly in key order: a hint at the end makes most insertions constant time.
-    auto& services = out_.allocations.services;
-    services.insert_or_assign(services.end(), std::move(id), std::move(a));
+    out_.allocations.services.insert_or_assign(id, std::move(a));
     return true;
   }
 

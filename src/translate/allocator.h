@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/chunked_map.h"
 #include "k8s/issue.h"
 #include "k8s/object_store.h"
 
@@ -63,8 +64,10 @@ struct ServiceAllocation {
 };
 
 /// Every Service's allocation, keyed "namespace/name". Persisted as JSON in --state-dir.
+/// Copies share all but what changed (ChunkedMap), so a change that adds one Service to 10,000
+/// copies a chunk, not the table.
 struct Allocations {
-  std::map<std::string, ServiceAllocation> services;
+  ChunkedMap<std::string, ServiceAllocation> services;
   bool operator==(const Allocations&) const = default;
   nlohmann::json to_json() const;
   static Allocations from_json(const nlohmann::json& j);

@@ -333,8 +333,7 @@ struct Translator::State {
   std::set<std::string> dirty_hosts;
   std::map<std::string, k8s::Issues> host_issues;  // conflicts and backend problems, by host
   std::set<const IngressPart*, bool (*)(const IngressPart*, const IngressPart*)> defaults{older};
-  std::set<std::string> served;
-  std::shared_ptr<const std::vector<std::string>> served_list;
+  ChunkedMap<std::string, bool> served;
   std::vector<std::string> stale_ports;  // service_ports keys of Service parts dropped
   // Ingress and Service keys whose parts were dropped (or whose objects came or went) since the
   // last translation: only these can lack a part, unless walk_all.
@@ -377,8 +376,7 @@ void Translator::add_ingress(const ObjectKey& key, IngressPart part) {
     s.dirty_hosts.insert(host);
   }
   if (p.default_backend) s.defaults.insert(&p);
-  s.served.insert(p.id);
-  s.served_list.reset();
+  s.served[p.id] = true;
 }
 
 void Translator::drop_ingress(const ObjectKey& key) {
@@ -397,7 +395,6 @@ void Translator::drop_ingress(const ObjectKey& key) {
     }
     s.defaults.erase(&p);
     s.served.erase(p.id);
-    s.served_list.reset();
   }
   s.ingresses.erase(it);
 }
@@ -449,26 +446,17 @@ void Translator::invalidate(const k8s::ObjectStore& store, const Options& option
     });
   }
   if (!everything && allocations != s.allocations) {
-    // Services whose allocation changed (both maps are in id order).
+    // Services whose allocation changed (the maps share the chunks nothing changed in).
     static const Allocations none;
     const auto& before = (s.allocations ? *s.allocations : none).services;
     const auto& after = (allocations ? *allocations : none).services;
-    auto a = before.begin(), b = after.begin();
-    auto mark = [&](const std::string& id) {
-      auto slash = id.find('/');
-      dirty.insert(service_key(id.substr(0, slash), id.substr(slash + 1)));
-    };
-    while (a != before.end() || b != after.end()) {
-      if (b == after.end() || (a != before.end() && a->first < b->first)) {
-        mark((a++)->first);
-      } else if (a == before.end() || b->first < a->first) {
-        mark((b++)->first);
-      } else {
-        if (a->second != b->second) mark(a->first);
-        ++a;
-        ++b;
-      }
-    }
+    using Services = decltype(Allocations::services);
+    Services::diff(before, after,
+                   [&](const Services::value_type* a, const Services::value_type* b) {
+                     const std::string& id = (a ? a : b)->first;
+                     auto slash = id.find('/');
+                     dirty.insert(service_key(id.substr(0, slash), id.substr(slash + 1)));
+                   });
   }
   if (everything) {  // start again from nothing
     s = State{};
@@ -924,10 +912,7 @@ Translation Translator::translate(const k8s::ObjectStore& store, const Options& 
   }
   for (const auto& [host, issues] : s.host_issues)
     out.issues.insert(out.issues.end(), issues.begin(), issues.end());
-  if (!s.served_list)
-    s.served_list =
-        std::make_shared<const std::vector<std::string>>(s.served.begin(), s.served.end());
-  snap->served_ingresses = s.served_list;
+  snap->served_ingresses = s.served;
 
   // Services, in key order.
   for (const std::string& name : s.stale_ports) snap->service_ports.erase(name);

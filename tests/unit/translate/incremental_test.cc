@@ -64,7 +64,7 @@ std::string describe(const model::Snapshot& s) {
   out += "wildcard:\n" + sorted_text(s.wildcard_hosts, vhost);
   out += "any:\n" + vhost(s.any_host);
   out += "default: " + (s.default_backend ? route_text(*s.default_backend) : "none\n");
-  for (const auto& id : *s.served_ingresses) out += "served " + id + "\n";
+  for (const auto& [id, served] : s.served_ingresses) out += "served " + id + "\n";
   out += "certificates:\n" + sorted_text(s.certificates, pointer);
   out += "default certificate " + pointer(s.default_certificate) + "\n";
   for (const auto& l : s.l4_listeners)

@@ -11,6 +11,12 @@
 namespace kedge::translate {
 namespace {
 
+std::vector<std::string> served(const model::Snapshot& s) {
+  std::vector<std::string> out;
+  for (const auto& [id, yes] : s.served_ingresses) out.push_back(id);
+  return out;
+}
+
 using k8s::Issues;
 
 std::string dump(const Issues& issues) {
@@ -285,7 +291,7 @@ TEST_F(TranslateTest, RulesOfSeveralIngressesMerge) {
   EXPECT_EQ(where(*t.snapshot, "h", "/c"), "default/b /c(E) -> default/two:80");
   EXPECT_EQ(t.snapshot->exact_hosts.size(), 1u);
   EXPECT_EQ(t.snapshot->exact_hosts.at("h").routes.size(), 3u);
-  EXPECT_EQ(*t.snapshot->served_ingresses, (std::vector<std::string>{"default/a", "default/b"}));
+  EXPECT_EQ(served(*t.snapshot), (std::vector<std::string>{"default/a", "default/b"}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +322,7 @@ TEST_F(TranslateTest, ConflictOldestWins) {
   EXPECT_GT(i.line, 0);
   EXPECT_NE(i.message.find("default/z-old"), std::string::npos) << i.message;
   // Both are served: the loser keeps its other routes and gets status.
-  EXPECT_EQ(t.snapshot->served_ingresses->size(), 2u);
+  EXPECT_EQ(t.snapshot->served_ingresses.size(), 2u);
 }
 
 TEST_F(TranslateTest, ConflictAtEqualAgeGoesByNamespaceAndName) {
@@ -614,7 +620,7 @@ spec: {controller: k8s.io/ingress-nginx}
   add(with("no-class", ""));
   Translation t = run();
   EXPECT_TRUE(t.issues.empty()) << dump(t.issues);
-  EXPECT_EQ(*t.snapshot->served_ingresses,
+  EXPECT_EQ(served(*t.snapshot),
             (std::vector<std::string>{"default/by-controller", "default/by-flag",
                                       "default/legacy-ours", "default/no-class"}));
   EXPECT_NE(t.snapshot->route("by-flag", "/"), nullptr);
@@ -624,7 +630,7 @@ spec: {controller: k8s.io/ingress-nginx}
   // default IngressClass.
   Options strict;
   strict.watch_ingress_without_class = false;
-  EXPECT_EQ(run(strict).snapshot->served_ingresses->size(), 3u);
+  EXPECT_EQ(run(strict).snapshot->served_ingresses.size(), 3u);
 }
 
 TEST(ServesIngress, DefaultClassRules) {
