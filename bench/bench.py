@@ -336,7 +336,7 @@ http {{
     hosts = list(range(VHOSTS)) + (["extra"] if extra_host else [])
     for i in hosts:
         srv = servers + ([f"server 127.0.0.1:{ports['backend2']};"] if second_endpoint and i == BUSY else [])
-        lines.append(f"  upstream u{i} {{ {' '.join(srv)} keepalive 64; keepalive_requests 100000000; }}\n"
+        lines.append(f"  upstream u{i} {{ {' '.join(srv)} keepalive 320; keepalive_requests 100000000; }}\n"
                      f"  server {{ listen 127.0.0.1:{ports['http']}; listen 127.0.0.1:{ports['https']} ssl http2;"
                      f" server_name h{i}.bench.test; location / {{ proxy_pass http://u{i}; }} }}\n")
     lines.append("}\n")
