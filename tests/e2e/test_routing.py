@@ -14,7 +14,9 @@ from conftest import (
     read_response,
     ingress,
     path_rule,
+    poll,
     service,
+    timeout,
 )
 
 UPSTREAM_READ_TIMEOUT_MS = 1000
@@ -280,3 +282,34 @@ def test_path_normalised_before_matching(routed):
 
 def test_host_with_trailing_dot(routed):
     assert routed.service_of("web.test.") == "web"
+
+
+def test_external_name_service_follows_its_changes(env):
+    """An ExternalName Service added, edited and removed while kedge serves: each change routes
+    to the name it now holds (kedge resolves only the names of Services that changed)."""
+    port = free_port("127.0.0.2", "127.0.0.3")
+    env.echo("first", ip="127.0.0.2", port=port)
+    env.echo("second", ip="127.0.0.3", port=port)
+    plain, _ = app(env, "plain", ("127.0.0.1", {}))
+    env.write("plain.yaml", *plain,
+              ingress("plain", [("plain.test", [path_rule("/", "plain")])]))
+    env.write("ext-ingress.yaml",
+              ingress("ext", [("ext.test", [path_rule("/", "ext", port=port)])]))
+    k = env.kedge()
+    assert k.service_of("plain.test") == "plain"
+    assert k.service_of("ext.test") == 503  # the Service is not there yet
+
+    def external(name: str) -> dict:
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+                "spec": {"type": "ExternalName", "externalName": name}}
+
+    for name, want in (("127.0.0.2", "first"), ("127.0.0.3", "second")):
+        before = k.generation()
+        env.write("ext.yaml", external(name))
+        k.wait_reload(before)
+        poll(lambda: k.service_of("ext.test") == want, timeout(5), what=f"ext.test -> {want}")
+    before = k.generation()
+    env.remove("ext.yaml")
+    k.wait_reload(before)
+    poll(lambda: k.service_of("ext.test") == 503, timeout(5), what="ext.test -> 503")
+    assert k.service_of("plain.test") == "plain"
