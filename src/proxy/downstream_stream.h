@@ -9,36 +9,53 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 namespace kedge::proxy {
 
-/// The client side of a connection: a plain TCP socket, or TLS over one. Keeps what the TLS
-/// handshake decided (SNI name, certificate) and the snapshot that decided it.
+/// The client side of a connection: a plain TCP socket, or TLS over one. Keeps the client's
+/// address (as accept() gave it), what the TLS handshake decided (SNI name, certificate) and the
+/// snapshot that decided it.
 /// Thread: owning worker only. Owner: the HttpSession.
 class DownstreamStream {
  public:
   using Tls = tls::Stream;
   using IoResult = std::tuple<boost::system::error_code, size_t>;
 
-  explicit DownstreamStream(boost::asio::ip::tcp::socket socket) : plain_(std::move(socket)) {}
-  DownstreamStream(std::unique_ptr<Tls> tls, std::string server_name,
-                   model::SnapshotConstPtr handshake_snapshot)
+  DownstreamStream(boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint peer)
+      : plain_(std::move(socket)), peer_(std::move(peer)) {}
+  DownstreamStream(std::unique_ptr<Tls> tls, boost::asio::ip::tcp::endpoint peer,
+                   std::string server_name, model::SnapshotConstPtr handshake_snapshot)
       : plain_(tls->socket().get_executor()),
+        peer_(std::move(peer)),
         tls_(std::move(tls)),
         server_name_(std::move(server_name)),
         handshake_snapshot_(std::move(handshake_snapshot)) {}
 
   boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->socket() : plain_; }
+  const boost::asio::ip::tcp::endpoint& peer() const { return peer_; }
   bool is_tls() const { return tls_ != nullptr; }
   /// The SNI name the client sent ("" without SNI or without TLS).
   const std::string& server_name() const { return server_name_; }
   const model::Snapshot* handshake_snapshot() const { return handshake_snapshot_.get(); }
 
+  /// Bytes already read from a plain connection (by the HTTP/1.1 session that found the HTTP/2
+  /// preface), handed out by the next reads before the socket's.
+  void unread(std::string_view bytes) { pending_.insert(0, bytes); }
+
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer) {
     constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
+    if (!pending_.empty()) {
+      size_t n = std::min(buffer.size(), pending_.size());
+      std::memcpy(buffer.data(), pending_.data(), n);
+      pending_.erase(0, n);
+      co_return IoResult{boost::system::error_code(), n};
+    }
     if (tls_) co_return co_await tls_->read_some(buffer);
     co_return co_await plain_.async_read_some(buffer, t);
   }
@@ -50,6 +67,8 @@ class DownstreamStream {
 
  private:
   boost::asio::ip::tcp::socket plain_;
+  boost::asio::ip::tcp::endpoint peer_;
+  std::string pending_;
   std::unique_ptr<Tls> tls_;
   std::string server_name_;
   model::SnapshotConstPtr handshake_snapshot_;

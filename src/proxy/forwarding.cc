@@ -141,11 +141,8 @@ void copy_end_to_end_fields(const http1::MessageHead& head, std::string& out, bo
   }
 }
 
-ClientAddress client_address(const boost::asio::ip::tcp::socket& socket) {
+ClientAddress client_address(const boost::asio::ip::tcp::endpoint& remote) {
   ClientAddress out;
-  boost::system::error_code ec;
-  auto remote = socket.remote_endpoint(ec);
-  if (ec) return out;
   auto addr = remote.address();
   if (addr.is_v6() && addr.to_v6().is_v4_mapped())
     addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());

@@ -38,7 +38,7 @@ struct ClientAddress {
   model::SocketAddress address;
   std::string text;
 };
-ClientAddress client_address(const boost::asio::ip::tcp::socket& socket);
+ClientAddress client_address(const boost::asio::ip::tcp::endpoint& remote);
 
 /// Which fields of a head may cross this hop: none that is hop-by-hop, and none that a Connection
 /// field names (RFC 9110 §7.6.1). The names Connection lists are gathered once per head (most

@@ -112,7 +112,7 @@ Http2Session::Http2Session(WorkerContext& ctx, DownstreamStream stream,
       write_signal_(down_.socket().get_executor()),
       watchdog_timer_(down_.socket().get_executor()),
       streams_done_(down_.socket().get_executor()) {
-  ClientAddress client = client_address(down_.socket());
+  ClientAddress client = client_address(down_.peer());
   client_ = client.address;
   client_ip_ = std::move(client.text);
   boost::system::error_code ec;

@@ -51,15 +51,17 @@ tcp::socket& lowest(DownstreamStream& s) { return s.socket(); }
 
 }  // namespace
 
-HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const ListenerInfo& listener)
+HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const ListenerInfo& listener,
+                         bool h2c)
     : ctx_(ctx),
       sessions_(ctx.sessions),
       down_(std::move(stream)),
       listener_(listener),
       deadline_(down_.socket().get_executor(), &down_.socket()),
       in_(kBufferSize),
-      request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes) {
-  ClientAddress client = client_address(down_.socket());
+      request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes),
+      h2c_(h2c) {
+  ClientAddress client = client_address(down_.peer());
   client_ = client.address;
   client_ip_ = std::move(client.text);
   boost::system::error_code ec;
@@ -77,6 +79,14 @@ void HttpSession::close_if_idle() {
   down_.socket().cancel(ignored);  // the pending read ends; one_request() closes the connection
 }
 
+std::optional<DownstreamStream> HttpSession::take_http2() {
+  if (!http2_) return std::nullopt;
+  http2_ = false;
+  down_.unread(std::string_view(in_.data(), in_.size()));
+  in_.consume(in_.size());
+  return std::move(down_);
+}
+
 asio::awaitable<void> HttpSession::run() {
   deadline_.start();
   co_await serve();
@@ -88,11 +98,21 @@ asio::awaitable<void> HttpSession::serve() {
   arm(Phase::Idle, ctx_.limits.keepalive_timeout);
   while (!ctx_.draining) {
     Outcome outcome = co_await one_request();
+    if (outcome == Outcome::Http2) {  // the connection goes on as HTTP/2, which counts it
+      http2_ = true;
+      --ctx_.stats.active_connections;
+      --ctx_.stats.accepted_connections;
+      done_ = true;
+      deadline_.stop();
+      co_return;
+    }
     if (outcome == Outcome::Close) break;
   }
   boost::system::error_code ec;
-  down_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  if (linger_ && !ec) co_await linger();
+  if (linger_) {
+    down_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (!ec) co_await linger();
+  }
   down_.socket().close(ec);
   --ctx_.stats.active_connections;
   done_ = true;
@@ -136,7 +156,16 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   arm(started ? Phase::ClientHeader : Phase::Idle,
       started ? ctx_.limits.client_header_timeout : ctx_.limits.keepalive_timeout);
   while (true) {
-    if (!in_.empty()) {
+    if (h2c_ && !in_.empty()) {
+      // Prior-knowledge h2c opens with "PRI * HTTP/2.0": "PRI " is no method kedge serves.
+      std::string_view seen(in_.data(), std::min<size_t>(in_.size(), 4));
+      if (seen == std::string_view("PRI ").substr(0, seen.size())) {
+        if (seen.size() == 4) co_return Outcome::Http2;
+      } else {
+        h2c_ = false;
+      }
+    }
+    if (!in_.empty() && !h2c_) {
       auto step = request_.execute(in_.data(), in_.size());
       if (step.event == http1::Parser::Event::Error) {
         spdlog::debug("{}: bad request: {}", client_ip_, request_.error_reason());
@@ -515,52 +544,35 @@ namespace {
 
 /// Whether a new plain connection starts with the HTTP/2 client preface (h2c with prior
 /// knowledge), peeked without consuming it. Nullopt: the client left or stayed silent.
-asio::awaitable<std::optional<bool>> starts_with_h2_preface(tcp::socket& socket, Millis idle) {
-  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+}  // namespace
+
+namespace {
+
+/// Waits until the client sends something (false: it did not within `idle`, or left). A
+/// connection holds no session, and no buffer, until then.
+asio::awaitable<bool> readable(tcp::socket& socket, Millis idle) {
   asio::steady_timer deadline(socket.get_executor(), idle);
   deadline.async_wait([&socket](boost::system::error_code ec) {
     boost::system::error_code ignored;
     if (!ec) socket.cancel(ignored);
   });
-  std::optional<bool> result;
-  for (int tries = 0; tries < 50; ++tries) {
-    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kUseTuple);
-    if (ec) break;
-    char buf[kPreface.size()];
-    ssize_t n = ::recv(socket.native_handle(), buf, sizeof buf, MSG_PEEK);
-    if (n <= 0) {
-      result = false;  // EOF or an error: HttpSession sees it and closes
-      break;
-    }
-    if (std::string_view(buf, n) != kPreface.substr(0, n)) {
-      result = false;
-      break;
-    }
-    if (static_cast<size_t>(n) >= 4) {  // "PRI " is no HTTP/1.1 method kedge serves
-      result = true;
-      break;
-    }
-    asio::steady_timer pause(socket.get_executor(), std::chrono::milliseconds(10));
-    co_await pause.async_wait(kUseTuple);
-  }
+  auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kUseTuple);
   deadline.cancel();
-  co_return result;
+  co_return !ec;
 }
 
 }  // namespace
 
-asio::awaitable<void> serve_http(WorkerContext& ctx, tcp::socket socket,
+asio::awaitable<void> serve_http(WorkerContext& ctx, tcp::socket socket, tcp::endpoint peer,
                                  const ListenerInfo& listener) {
-  if (listener.api_proxy_token.empty()) {
-    std::optional<bool> h2 = co_await starts_with_h2_preface(socket, ctx.limits.keepalive_timeout);
-    if (!h2) co_return;  // closes the socket
-    if (*h2) {
-      co_await serve_http2(ctx, DownstreamStream(std::move(socket)), listener);
-      co_return;
-    }
-  }
-  HttpSession session(ctx, DownstreamStream(std::move(socket)), listener);
+  if (!co_await readable(socket, ctx.limits.keepalive_timeout)) co_return;  // closes the socket
+  // The API proxy's listener speaks HTTP/1.1 only; the others take h2c with prior knowledge,
+  // found by the session in the first bytes it reads.
+  HttpSession session(ctx, DownstreamStream(std::move(socket), std::move(peer)), listener,
+                      listener.api_proxy_token.empty());
   co_await session.run();
+  if (std::optional<DownstreamStream> h2 = session.take_http2())
+    co_await serve_http2(ctx, std::move(*h2), listener);
 }
 
 namespace {
@@ -581,7 +593,7 @@ class SnapshotSniSelector final : public tls::SniSelector {
 
 }  // namespace
 
-asio::awaitable<void> serve_https(WorkerContext& ctx, tcp::socket socket,
+asio::awaitable<void> serve_https(WorkerContext& ctx, tcp::socket socket, tcp::endpoint peer,
                                   const ListenerInfo& listener) {
   model::SnapshotConstPtr snapshot = ctx.snapshot;
   if (!snapshot || !snapshot->default_certificate) co_return;  // closes the socket
@@ -605,11 +617,13 @@ asio::awaitable<void> serve_https(WorkerContext& ctx, tcp::socket socket,
   unsigned int alpn_len = 0;
   SSL_get0_alpn_selected(stream->native_handle(), &alpn, &alpn_len);
   if (std::string_view(reinterpret_cast<const char*>(alpn), alpn ? alpn_len : 0) == "h2") {
-    co_await serve_http2(ctx, DownstreamStream(std::move(stream), selector.name, snapshot),
-                         listener);
+    co_await serve_http2(
+        ctx, DownstreamStream(std::move(stream), std::move(peer), selector.name, snapshot),
+        listener);
     co_return;
   }
-  HttpSession session(ctx, DownstreamStream(std::move(stream), selector.name, snapshot), listener);
+  HttpSession session(
+      ctx, DownstreamStream(std::move(stream), std::move(peer), selector.name, snapshot), listener);
   co_await session.run();
 }
 

@@ -10,6 +10,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <optional>
+
 namespace kedge::proxy {
 
 /// One downstream HTTP/1.1 connection: reads requests, routes each on the snapshot current when
@@ -19,16 +21,20 @@ namespace kedge::proxy {
 /// Thread: owning worker only. Owner: the coroutine frame that runs it (see serve_http).
 class HttpSession {
  public:
-  HttpSession(WorkerContext& ctx, DownstreamStream stream, const ListenerInfo& listener);
+  HttpSession(WorkerContext& ctx, DownstreamStream stream, const ListenerInfo& listener,
+              bool h2c = false);
   ~HttpSession();
   HttpSession(const HttpSession&) = delete;
   HttpSession& operator=(const HttpSession&) = delete;
   boost::asio::awaitable<void> run();
+  /// After run(): the connection, with the bytes read so far, if its client opened with the
+  /// HTTP/2 preface (only looked for when `h2c` was set); then it is the caller's to serve.
+  std::optional<DownstreamStream> take_http2();
   /// On drain: a connection waiting for its next request closes now; others finish theirs.
   void close_if_idle();
 
  private:
-  enum class Outcome { KeepAlive, Close };
+  enum class Outcome { KeepAlive, Close, Http2 };
 
   boost::asio::awaitable<void> serve();
   boost::asio::awaitable<Outcome> one_request();
@@ -61,15 +67,20 @@ class HttpSession {
   std::string out_;              // scratch for heads written downstream
   bool head_request_ = false;
   bool linger_ = false;  // the client may still be sending: drain its input before closing
+  bool h2c_ = false;     // the first bytes are still to be checked for the HTTP/2 preface
+  bool http2_ = false;   // they were: the connection goes to take_http2()
 };
 
-/// Runs an HttpSession for an accepted socket until it closes.
+/// Runs an HttpSession for an accepted socket until it closes, or an Http2Session if the client
+/// opens with the HTTP/2 preface (h2c with prior knowledge).
 boost::asio::awaitable<void> serve_http(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
+                                        boost::asio::ip::tcp::endpoint peer,
                                         const ListenerInfo& listener);
 
 /// Terminates TLS on an accepted socket (certificate by SNI from the snapshot current at
 /// accept), then serves HTTP/1.1 on it until it closes.
 boost::asio::awaitable<void> serve_https(WorkerContext& ctx, boost::asio::ip::tcp::socket socket,
+                                         boost::asio::ip::tcp::endpoint peer,
                                          const ListenerInfo& listener);
 
 }  // namespace kedge::proxy

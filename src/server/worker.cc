@@ -48,8 +48,9 @@ void Worker::start() {
         ioc_,
         [this, &l]() -> asio::awaitable<void> {
           while (true) {
+            tcp::endpoint peer;  // from accept(): no getpeername() per connection
             auto [ec, socket] =
-                co_await l.acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+                co_await l.acceptor.async_accept(peer, asio::as_tuple(asio::use_awaitable));
             if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) co_return;
             if (ec) {
               // Out of descriptors or similar: back off briefly instead of spinning.
@@ -65,8 +66,8 @@ void Worker::start() {
             }
             asio::co_spawn(ioc_,
                            l.info.scheme == "https"
-                               ? proxy::serve_https(ctx_, std::move(socket), l.info)
-                               : proxy::serve_http(ctx_, std::move(socket), l.info),
+                               ? proxy::serve_https(ctx_, std::move(socket), peer, l.info)
+                               : proxy::serve_http(ctx_, std::move(socket), peer, l.info),
                            asio::detached);
           }
         },

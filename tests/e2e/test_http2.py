@@ -9,6 +9,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -199,3 +200,40 @@ def test_continuation_flood_gets_goaway(h2):
             goaways.append(struct.unpack(">I", data[pos + 13:pos + 17])[0])
         pos += 9 + length
     assert 11 in goaways, goaways  # ENHANCE_YOUR_CALM
+
+
+def test_h2c_preface_and_http1_methods_split_across_reads(h2):
+    """The plain port tells h2c from HTTP/1.1 by the first bytes, however they arrive: "PR" then
+    the rest of the preface is HTTP/2; "P" then "UT" or "OST" is HTTP/1.1."""
+    block = b"\x82\x86\x84\x01\x0aplain.test"  # GET, http, /, :authority plain.test
+    with socket.create_connection(("127.0.0.1", h2.http_port), timeout=timeout(10)) as s:
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        for part in (preface[:2], preface[2:3], preface[3:]):
+            s.sendall(part)
+            time.sleep(0.05)  # separate reads on the server
+        s.sendall(frame(4, 0, 0) + frame(1, 0x5, 1, block))
+        data = b""
+        deadline = time.monotonic() + timeout(5)
+        statuses = []
+        while time.monotonic() < deadline and not statuses:
+            data += s.recv(65536)
+            pos = 0
+            while pos + 9 <= len(data):
+                length = int.from_bytes(data[pos:pos + 3], "big")
+                if data[pos + 3] == 1 and pos + 9 + length <= len(data):
+                    statuses.append(data[pos + 9])  # first byte of the HPACK block
+                pos += 9 + length
+        assert data[3] == 4, "the server's first frame is SETTINGS"
+        assert statuses == [0x88], statuses  # indexed :status 200
+    for method, pieces in (("PUT", [b"P", b"UT"]), ("POST", [b"P", b"O", b"ST"])):
+        with socket.create_connection(("127.0.0.1", h2.http_port), timeout=timeout(10)) as s:
+            for piece in pieces:
+                s.sendall(piece)
+                time.sleep(0.05)
+            s.sendall(b" / HTTP/1.1\r\nHost: plain.test\r\nContent-Length: 2\r\n"
+                      b"Connection: close\r\n\r\nhi")
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), (method, reply[:200])
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["method"] == method
