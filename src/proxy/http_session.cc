@@ -542,12 +542,6 @@ asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
 
 namespace {
 
-/// Whether a new plain connection starts with the HTTP/2 client preface (h2c with prior
-/// knowledge), peeked without consuming it. Nullopt: the client left or stayed silent.
-}  // namespace
-
-namespace {
-
 /// Waits until the client sends something (false: it did not within `idle`, or left). A
 /// connection holds no session, and no buffer, until then.
 asio::awaitable<bool> readable(tcp::socket& socket, Millis idle) {
