@@ -59,7 +59,8 @@ void Controller::save_allocations() {
   if (ec) spdlog::error("cannot replace {}/allocations.json: {}", state_dir_, ec.message());
 }
 
-void Controller::resolve_external_names(const k8s::ObjectStore& store) {
+void Controller::resolve_external_names(const k8s::ObjectStore* last,
+                                        const k8s::ObjectStore& store) {
   // Which Services are ExternalName ones, kept up to date from what changed in the store.
   auto track = [&](const k8s::StoredObject* before, const k8s::StoredObject* after) {
     const k8s::StoredObject* so = before ? before : after;
@@ -72,14 +73,13 @@ void Controller::resolve_external_names(const k8s::ObjectStore& store) {
     if (svc.type == "ExternalName" && !svc.external_name.empty())
       external_services_.emplace(std::move(id), svc.external_name);
   };
-  if (external_from_) {
-    k8s::ObjectStore::diff(*external_from_, store, track);
+  if (last) {
+    k8s::ObjectStore::diff(*last, store, track);
   } else {
     external_services_.clear();
     store.for_each<k8s::Service>(
         [&](const k8s::Service&, const k8s::StoredObject& so) { track(nullptr, &so); });
   }
-  external_from_ = store;
   std::map<std::string, std::vector<std::string>> resolved;
   for (const auto& [id, name] : external_services_) {
     if (resolved.contains(name)) continue;
@@ -125,7 +125,8 @@ size_t Controller::load_now() {
     allocations_ = std::make_shared<const translate::Allocations>(std::move(allocated.allocations));
     save_allocations();
   }
-  resolve_external_names(load.store);
+  auto previous = slot_.get();  // what the last load published, and resolved names for
+  resolve_external_names(previous ? &previous->store : nullptr, load.store);
   double allocate_ms = ms_since(phase);
   phase = Clock::now();
   translate::Translation t =
@@ -137,7 +138,6 @@ size_t Controller::load_now() {
   state->issues.insert(state->issues.end(), t.issues.begin(), t.issues.end());
   state->allocations = allocations_;
   issues_total_ += state->issues.size();
-  auto previous = slot_.get();
   state->reloads = (previous ? previous->reloads : 0) + 1;
   state->issues_total = issues_total_;
   state->store = std::move(load.store);

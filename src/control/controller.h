@@ -37,7 +37,9 @@ class Controller {
  private:
   k8s::Source& source_;
   std::function<void()> on_published_;
-  void resolve_external_names(const k8s::ObjectStore& store);
+  /// Resolves the names of ExternalName Services, tracking which Services those are from the
+  /// difference to `last` (the store of the last load; null: none yet).
+  void resolve_external_names(const k8s::ObjectStore* last, const k8s::ObjectStore& store);
   void save_allocations();
 
   translate::Options options_;
@@ -50,9 +52,8 @@ class Controller {
   // The store allocations_ was computed for, when that allocation had no issue: the next one
   // then only allocates the Services added since (translate::allocate_after).
   std::optional<k8s::ObjectStore> allocated_from_;
-  // ExternalName Services ("namespace/name" → external name) in the store last resolved for.
+  // ExternalName Services ("namespace/name" → external name) in the store of the last load.
   std::map<std::string, std::string> external_services_;
-  std::optional<k8s::ObjectStore> external_from_;
   StateSlot& slot_;
   Publish publish_;
   uint64_t generation_ = 0;
