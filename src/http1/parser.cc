@@ -2,7 +2,7 @@
 
 namespace kedge::http1 {
 
-Parser::Parser(Type type, size_t max_head_bytes) : max_head_bytes_(max_head_bytes) {
+Parser::Parser(Type type, size_t max_head_bytes) : type_(type), max_head_bytes_(max_head_bytes) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = on_message_begin;
   settings_.on_method = on_method;
@@ -15,6 +15,23 @@ Parser::Parser(Type type, size_t max_head_bytes) : max_head_bytes_(max_head_byte
   settings_.on_message_complete = on_message_complete;
   llhttp_init(&parser_, type == Type::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
   parser_.data = this;
+}
+
+void Parser::reset() {
+  llhttp_init(&parser_, type_ == Type::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+  parser_.data = this;
+  head_.clear();
+  content_length_ = 0;
+  body_bytes_ = 0;
+  body_spans_.clear();
+  pending_ = Event::NeedMore;
+  no_body_ = false;
+  head_reported_ = false;
+  deferred_complete_ = false;
+  in_trailers_ = false;
+  trailer_bytes_ = 0;
+  error_status_ = 400;
+  user_error_ = nullptr;
 }
 
 int Parser::check_head_size(size_t n) {

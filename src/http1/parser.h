@@ -33,6 +33,9 @@ class Parser {
   Parser(const Parser&) = delete;
   Parser& operator=(const Parser&) = delete;
 
+  /// Starts over, as if new, for another connection's messages; keeps what it has allocated.
+  void reset();
+
   Step execute(const char* data, size_t size);
   /// Continues after HeadersComplete or MessageComplete. After MessageComplete the next message
   /// starts with a cleared head.
@@ -81,6 +84,7 @@ class Parser {
 
   llhttp_t parser_;
   llhttp_settings_t settings_;
+  Type type_;
   MessageHead head_;
   size_t max_head_bytes_;
   uint64_t content_length_ = 0;

@@ -386,6 +386,36 @@ TEST(ParserResponse, TrailerSectionIsBounded) {
   EXPECT_FALSE(r.messages[0].complete);
 }
 
+TEST(ParserResponse, ResetStartsOverAfterAnErrorOrACutMessage) {
+  // A pooled connection's parser serves the next connection's responses after reset(): neither
+  // a failed parse, nor a message cut mid-body, nor a HEAD's "no body" may carry over.
+  Parser p(Parser::Type::Response, 8192);
+  p.set_no_body(true);
+  Trace bad = drive(p, "HTTP/1.1 abc\r\n\r\n");
+  ASSERT_TRUE(bad.error);
+  p.reset();
+  constexpr std::string_view kCut = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-A: 1\r\n\r\nhal";
+  Trace cut = drive(p, kCut);
+  ASSERT_FALSE(cut.error);
+  ASSERT_EQ(cut.messages.size(), 1u);
+  EXPECT_EQ(cut.messages[0].body, "hal");
+  EXPECT_FALSE(cut.messages[0].complete);
+  p.reset();
+  constexpr std::string_view kNext = "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+  for (auto mode : kModes) {
+    SCOPED_TRACE(mode.name);
+    p.reset();
+    Trace r = drive(p, kNext, mode.chunk);
+    ASSERT_FALSE(r.error);
+    ASSERT_EQ(r.messages.size(), 1u);
+    EXPECT_EQ(r.messages[0].status, 201);
+    EXPECT_EQ(r.messages[0].fields.size(), 1u);  // X-A is gone with its message
+    EXPECT_EQ(r.messages[0].body, "ok");
+    EXPECT_EQ(r.messages[0].body_bytes, 2u);
+    EXPECT_TRUE(r.messages[0].complete);
+  }
+}
+
 TEST(ParserResponse, HeadResponseHasNoBody) {
   // The answer to HEAD announces a length but carries no body; the next response follows.
   constexpr std::string_view kResp =
