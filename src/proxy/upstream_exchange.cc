@@ -135,8 +135,12 @@ asio::awaitable<bool> UpstreamExchange::open(std::string_view head) {
     if (!acquired) break;
     bool sent = co_await send_head(head);
     if (!sent) continue;
-    response_.emplace(http1::Parser::Type::Response, ctx_.limits.max_head_bytes);
-    response_->set_no_body(head_request_);
+    auto& response = conn_->response;
+    if (response)
+      response->reset();
+    else
+      response.emplace(http1::Parser::Type::Response, ctx_.limits.max_head_bytes);
+    response->set_no_body(head_request_);
     interim_ = false;
     got_bytes_ = false;
     co_return true;
@@ -170,7 +174,7 @@ asio::awaitable<bool> UpstreamExchange::write(std::string_view bytes) {
 }
 
 asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
-  http1::Parser& response = *response_;
+  http1::Parser& response = *conn_->response;
   ByteBuffer& in = conn_->in;
   if (interim_) {  // the caller has seen the interim head: on to the next one
     interim_ = false;

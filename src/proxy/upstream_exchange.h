@@ -6,6 +6,7 @@
 #include "proxy/worker_context.h"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <optional>
 #include <string_view>
@@ -56,7 +57,7 @@ class UpstreamExchange {
   void report(bool answered);
 
   upstream::Connection& connection() { return *conn_; }
-  http1::Parser& response() { return *response_; }
+  http1::Parser& response() { return *conn_->response; }
   int failure_status() const { return failure_status_; }
   Millis read_timeout() const { return read_timeout_; }
 
@@ -77,10 +78,9 @@ class UpstreamExchange {
   const bool head_request_;
   const bool has_body_;
   Millis connect_timeout_, send_timeout_, read_timeout_;
-  std::vector<const model::Endpoint*> tried_;
+  boost::container::small_vector<const model::Endpoint*, 4> tried_;
   const model::Endpoint* endpoint_ = nullptr;  // of the attempt in progress
   upstream::ConnectionPtr conn_;
-  std::optional<http1::Parser> response_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool reused_ = false;
   bool body_sent_ = false;

@@ -4,13 +4,43 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace kedge::upstream {
 
+namespace asio = boost::asio;
+
 size_t AddressHash::operator()(const model::SocketAddress& a) const noexcept {
-  uint64_t h = 1469598103934665603ull;
-  for (uint8_t b : a.ip) h = (h ^ b) * 1099511628211ull;
-  return static_cast<size_t>(h ^ (uint64_t{a.port} << 1) ^ a.v6);
+  // Runs several times per request: two words of the address, mixed by multiplication.
+  uint64_t lo, hi;
+  std::memcpy(&lo, a.ip.data(), 8);
+  std::memcpy(&hi, a.ip.data() + 8, 8);
+  uint64_t h = (lo ^ (uint64_t{a.port} << 48) ^ a.v6) * 0x9e3779b97f4a7c15ull;
+  h = (h ^ (h >> 32) ^ hi) * 0xff51afd7ed558ccdull;
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
+  if (tls) co_return co_await asio::async_write(*tls, buffer, asio::as_tuple(asio::use_awaitable));
+  // A request almost always fits the socket's buffer: send it here, and the request goes on
+  // without a round through the reactor (asio's write would queue its completion and resume
+  // from there). Only what the socket does not take waits for the reactor.
+  size_t done = 0;
+  while (done < buffer.size()) {
+    ssize_t n = ::send(socket.native_handle(), static_cast<const char*>(buffer.data()) + done,
+                       buffer.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else if (errno != EINTR) {
+      co_return IoResult{boost::system::error_code(errno, boost::system::system_category()), done};
+    }
+  }
+  if (done == buffer.size()) co_return IoResult{boost::system::error_code(), done};
+  auto [ec, n] =
+      co_await asio::async_write(socket, buffer + done, asio::as_tuple(asio::use_awaitable));
+  co_return IoResult{ec, done + n};
 }
 
 Upstreams::Upstreams(const proxy::Limits& limits) : limits_(limits), rng_(std::random_device{}()) {}
@@ -21,7 +51,7 @@ bool Upstreams::usable(const model::Endpoint& e, Clock::time_point now) {
 }
 
 const model::Endpoint* Upstreams::pick(const model::Cluster& cluster,
-                                       const std::vector<const model::Endpoint*>& tried) {
+                                       std::span<const model::Endpoint* const> tried) {
   const auto& eps = cluster.endpoints;
   if (eps.empty()) return nullptr;
   auto now = Clock::now();

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "common/byte_buffer.h"
+#include "http1/parser.h"
 #include "http2/client_codec.h"
 #include "model/snapshot.h"
 #include "proxy/limits.h"
@@ -14,7 +15,9 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <random>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -34,15 +37,13 @@ struct Connection {
     if (tls) co_return co_await tls->async_read_some(buffer, t);
     co_return co_await socket.async_read_some(buffer, t);
   }
-  boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer) {
-    constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
-    if (tls) co_return co_await boost::asio::async_write(*tls, buffer, t);
-    co_return co_await boost::asio::async_write(socket, buffer, t);
-  }
+  /// Writes all of `buffer`.
+  boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer);
   boost::asio::ip::tcp::socket socket;
   std::unique_ptr<Tls> tls;
   std::unique_ptr<http2::ClientCodec> h2;  // the session of an HTTP/2 backend
   ByteBuffer in;                           // response bytes read but not yet forwarded
+  std::optional<http1::Parser> response;   // of HTTP/1.1 responses, kept from one to the next
   model::SocketAddress endpoint;
   model::UpstreamProtocol protocol;
   Clock::time_point idle_since;
@@ -65,7 +66,7 @@ class Upstreams {
   /// Picks an endpoint of `cluster`, skipping ejected ones (unless all are) and those in `tried`.
   /// Returns nullptr when the cluster has no endpoint left to try.
   const model::Endpoint* pick(const model::Cluster& cluster,
-                              const std::vector<const model::Endpoint*>& tried);
+                              std::span<const model::Endpoint* const> tried);
 
   void on_request_start(const model::SocketAddress& a) { ++state(a).active; }
   void on_request_end(const model::SocketAddress& a) {

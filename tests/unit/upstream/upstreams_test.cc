@@ -28,6 +28,8 @@ int index_of(const model::Cluster& c, const model::Endpoint* e) {
   return e ? static_cast<int>(e - c.endpoints.data()) : -1;
 }
 
+using Tried = std::vector<const model::Endpoint*>;
+
 std::vector<int> picks(Upstreams& u, const model::Cluster& c, int n,
                        const std::vector<const model::Endpoint*>& tried = {}) {
   std::vector<int> out;
@@ -56,7 +58,7 @@ TEST_F(UpstreamsTest, EmptyClusterAndSingleEndpoint) {
   EXPECT_EQ(u_.pick(empty, {}), nullptr);
   auto one = cluster("ns/one:80", 1);
   EXPECT_EQ(picks(u_, one, 3), (std::vector<int>{0, 0, 0}));
-  EXPECT_EQ(u_.pick(one, {&one.endpoints[0]}), nullptr);
+  EXPECT_EQ(u_.pick(one, Tried{&one.endpoints[0]}), nullptr);
 }
 
 TEST_F(UpstreamsTest, TriedEndpointsAreSkipped) {
@@ -107,8 +109,8 @@ TEST_F(UpstreamsTest, PanicModeWhenAllAreEjected) {
   auto got = picks(u_, c, 6);
   EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 0, 1, 2}));  // used anyway, still in turn
   // The ejected-but-untried are tried before giving up.
-  EXPECT_EQ(index_of(c, u_.pick(c, {&c.endpoints[0], &c.endpoints[1]})), 2);
-  EXPECT_EQ(u_.pick(c, {&c.endpoints[0], &c.endpoints[1], &c.endpoints[2]}), nullptr);
+  EXPECT_EQ(index_of(c, u_.pick(c, Tried{&c.endpoints[0], &c.endpoints[1]})), 2);
+  EXPECT_EQ(u_.pick(c, Tried{&c.endpoints[0], &c.endpoints[1], &c.endpoints[2]}), nullptr);
 }
 
 TEST_F(UpstreamsTest, HealthyUntriedBeforeEjected) {
@@ -117,7 +119,7 @@ TEST_F(UpstreamsTest, HealthyUntriedBeforeEjected) {
   // Endpoint 1 was tried, 0 is ejected: 2 is the one.
   EXPECT_EQ(picks(u_, c, 3, {&c.endpoints[1]}), (std::vector<int>{2, 2, 2}));
   // Only the ejected one left untried: panic mode uses it rather than failing.
-  EXPECT_EQ(index_of(c, u_.pick(c, {&c.endpoints[1], &c.endpoints[2]})), 0);
+  EXPECT_EQ(index_of(c, u_.pick(c, Tried{&c.endpoints[1], &c.endpoints[2]})), 0);
 }
 
 TEST_F(UpstreamsTest, ZeroEjectionTimeEndsAtOnce) {
@@ -152,11 +154,11 @@ TEST_F(UpstreamsTest, LeastRequestRespectsTriedAndEjection) {
   auto c = cluster("ns/web:80", 2, model::LbPolicy::LeastRequest);
   for (int i = 0; i < 5; ++i) u_.on_request_start(c.endpoints[0].address);
   // The idle endpoint was tried already: the busy one is the only choice.
-  for (int i = 0; i < 50; ++i) ASSERT_EQ(index_of(c, u_.pick(c, {&c.endpoints[1]})), 0);
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(index_of(c, u_.pick(c, Tried{&c.endpoints[1]})), 0);
   // The idle endpoint is ejected: the busy one is used.
   for (int i = 0; i < 3; ++i) u_.on_failure(c.endpoints[1].address);
   for (int i = 0; i < 50; ++i) ASSERT_EQ(index_of(c, u_.pick(c, {})), 0);
-  EXPECT_EQ(u_.pick(c, {&c.endpoints[0], &c.endpoints[1]}), nullptr);
+  EXPECT_EQ(u_.pick(c, Tried{&c.endpoints[0], &c.endpoints[1]}), nullptr);
 }
 
 TEST_F(UpstreamsTest, RequestEndNeverUnderflows) {
