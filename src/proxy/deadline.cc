@@ -42,7 +42,7 @@ void Deadline::wait(std::shared_ptr<State> sp) {
       t.fired_phase = t.phase;
       boost::system::error_code ignored;
       if (t.downstream) t.downstream->cancel(ignored);
-      if (t.upstream) t.upstream->socket.cancel(ignored);
+      if (t.upstream) t.upstream->cancel();
       t.deadline = Clock::now() + std::chrono::hours(24);
     }
     wait(std::move(sp));  // re-armed later, or moved earlier (a cancel), or fired

@@ -123,8 +123,7 @@ Http2Session::~Http2Session() = default;
 
 void Http2Session::cancel_upstream(Stream& s) {
   if (!s.deadline || !s.deadline->watched()) return;
-  boost::system::error_code ignored;
-  s.deadline->watched()->socket.cancel(ignored);
+  s.deadline->watched()->cancel();
 }
 
 void Http2Session::flush() {
@@ -638,8 +637,7 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
     finished = true;
     wake.notify();
     s.signal.notify();
-    boost::system::error_code ignored;
-    conn.socket.cancel(ignored);
+    conn.cancel();
   };
 
   // Sends what the session has to send: the request body, acknowledgements, window updates.

@@ -20,6 +20,36 @@ size_t AddressHash::operator()(const model::SocketAddress& a) const noexcept {
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
+asio::awaitable<Connection::IoResult> Connection::read_some(asio::mutable_buffer buffer) {
+  constexpr auto t = asio::as_tuple(asio::use_awaitable);
+  if (tls) co_return co_await tls->async_read_some(buffer, t);
+  if (!readiness) co_return co_await socket.async_read_some(buffer, t);
+  while (true) {
+    if (has_input) {
+      ssize_t n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        // A short read emptied the socket: what arrives next is reported to `readiness`. Not
+        // the end of the stream, though: no report follows the one that announced it.
+        if (static_cast<size_t>(n) < buffer.size() && !input_ended) has_input = false;
+        co_return IoResult{boost::system::error_code(), static_cast<size_t>(n)};
+      }
+      if (n == 0) co_return IoResult{asio::error::eof, 0};
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        co_return IoResult{boost::system::error_code(errno, boost::system::system_category()), 0};
+      has_input = false;
+    }
+    boost::system::error_code ec = co_await readiness->wait(*this);
+    if (ec) co_return IoResult{ec, 0};
+  }
+}
+
+void Connection::cancel() {
+  boost::system::error_code ignored;
+  socket.cancel(ignored);
+  input_wait.cancel();
+}
+
 asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
   if (tls) co_return co_await asio::async_write(*tls, buffer, asio::as_tuple(asio::use_awaitable));
   // A request almost always fits the socket's buffer: send it here, and the request goes on

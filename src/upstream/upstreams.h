@@ -5,11 +5,13 @@
 #include "http2/client_codec.h"
 #include "model/snapshot.h"
 #include "proxy/limits.h"
+#include "upstream/readiness.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -31,15 +33,19 @@ struct Connection {
   using Tls = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
   using IoResult = std::tuple<boost::system::error_code, size_t>;
   Connection(boost::asio::any_io_executor ex, model::UpstreamProtocol p)
-      : socket(std::move(ex)), in(16 * 1024), protocol(p) {}
-  boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer) {
-    constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
-    if (tls) co_return co_await tls->async_read_some(buffer, t);
-    co_return co_await socket.async_read_some(buffer, t);
-  }
+      : socket(ex), input_wait(ex), in(16 * 1024), protocol(p) {}
+  boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer);
   /// Writes all of `buffer`.
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer);
+  /// Ends the operations in progress (they complete with operation_aborted).
+  void cancel();
+
   boost::asio::ip::tcp::socket socket;
+  Readiness* readiness = nullptr;  // watches the socket: reads wait for input it reports
+  bool has_input = true;           // as far as `readiness` knows (unknown counts as input)
+  bool input_ended = false;        // the peer closed or reset: reads go on until they say so
+  bool awaiting_input = false;
+  boost::asio::steady_timer input_wait;  // what a read waiting for input is parked on
   std::unique_ptr<Tls> tls;
   std::unique_ptr<http2::ClientCodec> h2;  // the session of an HTTP/2 backend
   ByteBuffer in;                           // response bytes read but not yet forwarded
@@ -88,6 +94,11 @@ class Upstreams {
   void prune_idle(const model::SocketAddress& a);
   /// Returns a connection for reuse; it is closed instead when the pool is full.
   void put_idle(ConnectionPtr connection);
+  /// The worker's readiness set for plain HTTP/1.1 connections, made on first use.
+  Readiness& readiness(const boost::asio::any_io_executor& executor) {
+    if (!readiness_) readiness_ = std::make_unique<Readiness>(executor);
+    return *readiness_;
+  }
 
  private:
   struct EndpointState {
@@ -101,6 +112,7 @@ class Upstreams {
   bool usable(const model::Endpoint& e, Clock::time_point now);
 
   const proxy::Limits& limits_;
+  std::unique_ptr<Readiness> readiness_;
   std::unordered_map<model::SocketAddress, EndpointState, AddressHash> endpoints_;
   std::unordered_map<std::string, uint32_t> round_robin_;
   std::minstd_rand rng_;
