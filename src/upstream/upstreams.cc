@@ -23,7 +23,7 @@ size_t AddressHash::operator()(const model::SocketAddress& a) const noexcept {
 asio::awaitable<Connection::IoResult> Connection::read_some(asio::mutable_buffer buffer) {
   constexpr auto t = asio::as_tuple(asio::use_awaitable);
   if (tls) co_return co_await tls->async_read_some(buffer, t);
-  if (!readiness) co_return co_await socket.async_read_some(buffer, t);
+  if (!readiness || buffer.size() == 0) co_return co_await socket.async_read_some(buffer, t);
   while (true) {
     if (has_input) {
       ssize_t n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
