@@ -13,8 +13,7 @@ Parser::Parser(Type type, size_t max_head_bytes) : type_(type), max_head_bytes_(
   settings_.on_headers_complete = on_headers_complete;
   settings_.on_body = on_body;
   settings_.on_message_complete = on_message_complete;
-  llhttp_init(&parser_, type == Type::Request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
-  parser_.data = this;
+  reset();
 }
 
 void Parser::reset() {

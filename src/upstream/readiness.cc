@@ -34,7 +34,6 @@ bool Readiness::watch(Connection& c) {
   if (::epoll_ctl(set_.native_handle(), EPOLL_CTL_ADD, c.socket.native_handle(), &ev) != 0)
     return false;
   c.readiness = this;
-  c.has_input = true;
   return true;
 }
 
