@@ -106,11 +106,11 @@ struct Callbacks {
     return 0;
   }
 
-  static ssize_t read_body(nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
+  static ssize_t read_body(nghttp2_session* session, int32_t id, uint8_t*, size_t length,
                            uint32_t* flags, nghttp2_data_source*, void* user) {
     bool eof = false;
     ServerCodec::Handler& handler = self(user).handler_;
-    size_t n = handler.read_body(id, buf, length, eof);
+    size_t n = handler.body(id, length, eof).size();
     if (eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       const std::vector<Header>* trailers = handler.response_trailers(id);
@@ -125,7 +125,23 @@ struct Callbacks {
       }
     }
     if (n == 0 && !eof) return NGHTTP2_ERR_DEFERRED;
+    // The bytes go into the output in send_data, without a copy into nghttp2's frame buffer.
+    if (n > 0) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     return static_cast<ssize_t>(n);
+  }
+
+  /// The DATA frame read_body() sized: its header, then the body bytes from the handler.
+  /// Runs inside the same nghttp2_session_mem_send call, so those bytes are still there.
+  static int send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                       size_t length, nghttp2_data_source*, void* user) {
+    ServerCodec& c = self(user);
+    bool eof = false;
+    std::string_view body = c.handler_.body(frame->hd.stream_id, length, eof);
+    if (!c.out_ || body.size() != length || frame->data.padlen != 0)
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
+    c.out_->append(reinterpret_cast<const char*>(framehd), 9).append(body);
+    c.handler_.body_sent(frame->hd.stream_id, length);
+    return 0;
   }
 };
 
@@ -139,6 +155,7 @@ ServerCodec::ServerCodec(Handler& handler, const ServerSettings& settings)
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, Callbacks::on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, Callbacks::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, Callbacks::on_stream_close);
+  nghttp2_session_callbacks_set_send_data_callback(cb, Callbacks::send_data);
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);  // windows open as bodies are forwarded
@@ -182,14 +199,17 @@ bool ServerCodec::feed(const uint8_t* data, size_t size) {
 }
 
 bool ServerCodec::drain(std::string& out, size_t max) {
+  out_ = &out;  // DATA frames are appended by send_data, other frames here
+  bool ok = true;
   while (out.size() < max) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) return false;
-    if (n == 0) break;
+    if (n < 0) ok = false;
+    if (n <= 0) break;
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
-  return true;
+  out_ = nullptr;
+  return ok;
 }
 
 bool ServerCodec::want_read() const { return !calm_ && nghttp2_session_want_read(session_); }

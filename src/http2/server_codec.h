@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -46,10 +47,13 @@ class ServerCodec {
     virtual void on_request_end(int32_t stream, std::vector<Header> trailers) = 0;
     /// The stream is gone (answered, reset by either side, or the connection ended).
     virtual void on_stream_close(int32_t stream, uint32_t error_code) = 0;
-    /// Copies up to `size` response body bytes into `buf`; returns how many. Returns 0 without
-    /// `eof` when nothing is ready: the stream then waits for `resume`.
-    virtual size_t read_body(int32_t stream, uint8_t* buf, size_t size, bool& eof) = 0;
-    /// Trailers to send after the body that read_body() just ended (none: nullptr).
+    /// The response body bytes to send next, at most `max` of them; `eof`: they end the body.
+    /// Empty without `eof`: nothing is ready, and the stream waits for `resume`. The codec
+    /// copies them straight into its output, then reports them with body_sent().
+    virtual std::string_view body(int32_t stream, size_t max, bool& eof) = 0;
+    /// The first `size` bytes that body() offered are in the output: drop them.
+    virtual void body_sent(int32_t stream, size_t size) = 0;
+    /// Trailers to send after the body that body() just ended (none: nullptr).
     virtual const std::vector<Header>* response_trailers(int32_t) { return nullptr; }
   };
 
@@ -68,7 +72,7 @@ class ServerCodec {
   bool want_read() const;
   bool want_write() const;
 
-  /// Sends a response head; with `has_body`, the body is pulled through read_body.
+  /// Sends a response head; with `has_body`, the body is pulled through body().
   bool submit_response(int32_t stream, int status, const std::vector<Header>& headers,
                        bool has_body);
   void resume(int32_t stream);
@@ -92,6 +96,7 @@ class ServerCodec {
   ServerSettings settings_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, Pending> pending_;  // open streams, and their header blocks
+  std::string* out_ = nullptr;                    // what drain() appends to, while it runs
   std::deque<std::chrono::steady_clock::time_point> resets_;
   size_t block_bytes_ = 0;  // compressed size of the header block being received
   size_t block_frames_ = 0;

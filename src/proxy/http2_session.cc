@@ -274,26 +274,29 @@ void Http2Session::on_stream_close(int32_t id, uint32_t) {
   if (streams_.empty()) idle_since_ = Clock::now();
 }
 
-size_t Http2Session::read_body(int32_t id, uint8_t* buf, size_t size, bool& eof) {
+std::string_view Http2Session::body(int32_t id, size_t max, bool& eof) {
   auto it = streams_.find(id);
   if (it == streams_.end()) {
     eof = true;
-    return 0;
+    return {};
   }
+  const Stream& s = *it->second;
+  size_t n = std::min(max, s.body_out.size() - s.out_pos);
+  eof = s.out_eof && s.out_pos + n == s.body_out.size();
+  return {s.body_out.data() + s.out_pos, n};
+}
+
+void Http2Session::body_sent(int32_t id, size_t size) {
+  auto it = streams_.find(id);
+  if (it == streams_.end() || size == 0) return;
   Stream& s = *it->second;
-  size_t n = std::min(size, s.body_out.size() - s.out_pos);
-  std::memcpy(buf, s.body_out.data() + s.out_pos, n);
-  s.out_pos += n;
+  s.out_pos += size;
   if (s.out_pos == s.body_out.size()) {
     s.body_out.clear();
     s.out_pos = 0;
   }
-  eof = s.out_eof && s.body_out.empty();
-  if (n > 0) {
-    s.signal.notify();
-    s.out_signal.notify();
-  }
-  return n;
+  s.signal.notify();
+  s.out_signal.notify();
 }
 
 const std::vector<http2::Header>* Http2Session::response_trailers(int32_t id) {

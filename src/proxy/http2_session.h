@@ -37,7 +37,8 @@ class Http2Session final : private http2::ServerCodec::Handler {
   void on_data(int32_t id, const uint8_t* data, size_t size) override;
   void on_request_end(int32_t id, std::vector<http2::Header> trailers) override;
   void on_stream_close(int32_t id, uint32_t error_code) override;
-  size_t read_body(int32_t id, uint8_t* buf, size_t size, bool& eof) override;
+  std::string_view body(int32_t id, size_t max, bool& eof) override;
+  void body_sent(int32_t id, size_t size) override;
   const std::vector<http2::Header>* response_trailers(int32_t id) override;
 
   boost::asio::awaitable<void> reader();

@@ -52,20 +52,24 @@ class Handler : public ServerCodec::Handler {
   void on_stream_close(int32_t stream, uint32_t) override {
     FUZZ_CHECK(streams_.erase(stream) == 1);
   }
-  size_t read_body(int32_t stream, uint8_t* buf, size_t size, bool& eof) override {
+  std::string_view body(int32_t stream, size_t max, bool& eof) override {
     auto it = streams_.find(stream);
     FUZZ_CHECK(it != streams_.end());
     Stream& s = it->second;
     if (mode_ & 2 && !s.deferred_once) {  // nothing ready yet: resumed after the next input
       s.deferred_once = true;
       deferred_.push_back(stream);
-      return 0;
+      return {};
     }
-    size_t n = std::min(size, s.to_send);
-    std::memset(buf, 'x', n);
-    s.to_send -= n;
-    eof = s.to_send == 0;
-    return n;
+    size_t n = std::min(max, s.to_send);
+    if (filler_.size() < n) filler_.assign(n, 'x');
+    eof = s.to_send == n;
+    return {filler_.data(), n};
+  }
+  void body_sent(int32_t stream, size_t size) override {
+    auto it = streams_.find(stream);
+    FUZZ_CHECK(it != streams_.end() && size <= it->second.to_send);
+    it->second.to_send -= size;
   }
   void resume_deferred() {
     for (int32_t id : deferred_)
@@ -86,6 +90,7 @@ class Handler : public ServerCodec::Handler {
   }
   uint8_t mode_;
   std::map<int32_t, Stream> streams_;
+  std::string filler_;  // what response bodies are made of
   std::vector<int32_t> deferred_;
 };
 

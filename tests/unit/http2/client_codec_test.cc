@@ -18,7 +18,7 @@ struct Backend : ServerCodec::Handler {
   std::string request_body;
   std::vector<Header> request_trailers;
   bool request_ended = false;
-  std::string body;  // response body still to send
+  std::string body_out;  // response body still to send
   std::vector<Header> trailers;
   std::vector<Header> extra;  // more response head fields
   ServerCodec* codec = nullptr;
@@ -43,13 +43,12 @@ struct Backend : ServerCodec::Handler {
     codec->submit_response(id, 200, head, true);
   }
   void on_stream_close(int32_t, uint32_t) override {}
-  size_t read_body(int32_t, uint8_t* buf, size_t size, bool& eof) override {
-    size_t n = std::min(size, body.size());
-    std::memcpy(buf, body.data(), n);
-    body.erase(0, n);
-    eof = body.empty();
-    return n;
+  std::string_view body(int32_t, size_t max, bool& eof) override {
+    size_t n = std::min(max, body_out.size());
+    eof = n == body_out.size();
+    return {body_out.data(), n};
   }
+  void body_sent(int32_t, size_t n) override { body_out.erase(0, n); }
   const std::vector<Header>* response_trailers(int32_t) override { return &trailers; }
 };
 
@@ -78,7 +77,7 @@ TEST(ClientCodec, BodyAndTrailersBothWays) {
   Backend backend;
   ServerCodec server(backend, ServerSettings{});
   backend.codec = &server;
-  backend.body = std::string(100'000, 'r');  // more than one window's worth of frames
+  backend.body_out = std::string(100'000, 'r');  // more than one window's worth of frames
   backend.trailers = {{"grpc-status", "0"}, {"grpc-message", "ok"}};
   ClientCodec client(64 * 1024);
 
@@ -105,7 +104,7 @@ TEST(ClientCodec, BodyAndTrailersBothWays) {
   EXPECT_TRUE(client.reusable());
 
   // The connection carries the next request.
-  backend.body = "second";
+  backend.body_out = "second";
   backend.trailers.clear();
   ASSERT_TRUE(client.submit_request(request_head(), false));
   pump(client, server);
