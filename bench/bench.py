@@ -546,6 +546,9 @@ def measure_transfer(tmp, proxy, kind, n):
             "rss_mb": peak_rss_mb(proxy.root), "seconds": r["seconds"]}
 
 
+PAIRED = ("rps", "cpu_us", "p99")  # figures compared repetition by repetition
+
+
 def median_cell(runs):
     keys = runs[0].keys()
     return {k: statistics.median(r[k] for r in runs) for k in keys}
@@ -571,7 +574,10 @@ def run_matrix(tmp, backend, crt, key, pem, results):
         for workload in WORKLOADS:
             runs = {p.name: [] for p in targets}
             for rep in range(REPS if workload not in ("upload", "download") else TRANSFER_REPS):
-                for p in targets:  # interleaved, so drifting background load hits all alike
+                # Interleaved, so drifting background load hits all alike, and in an order that
+                # rotates, so that no proxy always runs first or last.
+                k = rep % len(targets)
+                for p in targets[k:] + targets[:k]:
                     if workload in ("upload", "download"):
                         n_transfer += 1
                         r = measure_transfer(tmp, p, workload, n_transfer)
@@ -582,7 +588,8 @@ def run_matrix(tmp, backend, crt, key, pem, results):
                         " ".join(f"{k}={v:.4g}" for k, v in r.items()))
             for name, rs in runs.items():
                 key_ = f"{name}|{workers if name != 'direct' else '-'}|{workload}"
-                results["matrix"][key_] = dict(median_cell(rs), reps=len(rs))
+                results["matrix"][key_] = dict(median_cell(rs), reps=len(rs),
+                                               per_rep={f: [r[f] for r in rs] for f in PAIRED if f in rs[0]})
             save(tmp, results)
         for p in proxies:
             p.stop()
@@ -824,6 +831,25 @@ def report(results):
             q = lambda a, b, f: f"{r[f] / b[f]:.2f}" if b and b[f] else "-"
             lines.append(f"| {workload} | {workers} | {q(r, n, 'rps')} | {q(r, h, 'rps')} | {q(r, d, 'rps')} | "
                          f"{q(r, n, 'cpu_us')} | {q(r, h, 'cpu_us')} | {q(r, n, 'p99')} | {q(r, h, 'p99')} |")
+        lines += ["", "Paired ratios: the median, over repetitions, of kedge's figure divided by the other "
+                  "proxy's in the same repetition. The cells of one repetition run seconds apart, so a "
+                  "machine whose speed drifts between repetitions moves both sides of each ratio alike.", "",
+                  "| workload | workers | req/s k/n | req/s k/h | CPU k/n | CPU k/h | p99 k/n | p99 k/h |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for k, r in m.items():
+            name, workers, workload = k.split("|")
+            if name != "kedge" or "per_rep" not in r or workload in ("upload", "download"):
+                continue
+            n = m.get(f"nginx|{workers}|{workload}")
+            h = m.get(f"haproxy|{workers}|{workload}")
+
+            def paired(other, f):
+                if not other or f not in other.get("per_rep", {}):
+                    return "-"
+                pairs = [a / b for a, b in zip(r["per_rep"][f], other["per_rep"][f]) if b]
+                return f"{statistics.median(pairs):.2f}" if pairs else "-"
+            lines.append(f"| {workload} | {workers} | {paired(n, 'rps')} | {paired(h, 'rps')} | "
+                         f"{paired(n, 'cpu_us')} | {paired(h, 'cpu_us')} | {paired(n, 'p99')} | {paired(h, 'p99')} |")
     c = results["change"]
     if c:
         lines += ["", f"Change under load ({CHANGE_SECONDS} s wrk, one change every {CHANGE_INTERVAL * 1000:.0f} ms):", "",
