@@ -141,7 +141,8 @@ struct Callbacks {
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     c.out_->append(reinterpret_cast<const char*>(framehd), 9).append(body);
     c.handler_.body_sent(frame->hd.stream_id, length);
-    return 0;
+    // nghttp2 would go on to the next DATA frame within this call: stop it at drain()'s limit.
+    return c.out_->size() >= c.out_max_ ? NGHTTP2_ERR_PAUSE : 0;
   }
 };
 
@@ -200,6 +201,7 @@ bool ServerCodec::feed(const uint8_t* data, size_t size) {
 
 bool ServerCodec::drain(std::string& out, size_t max) {
   out_ = &out;  // DATA frames are appended by send_data, other frames here
+  out_max_ = max;
   bool ok = true;
   while (out.size() < max) {
     const uint8_t* data = nullptr;

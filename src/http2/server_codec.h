@@ -97,6 +97,7 @@ class ServerCodec {
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, Pending> pending_;  // open streams, and their header blocks
   std::string* out_ = nullptr;                    // what drain() appends to, while it runs
+  size_t out_max_ = 0;                            // and where it stops
   std::deque<std::chrono::steady_clock::time_point> resets_;
   size_t block_bytes_ = 0;  // compressed size of the header block being received
   size_t block_frames_ = 0;

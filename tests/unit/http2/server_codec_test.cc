@@ -171,6 +171,35 @@ TEST(ServerCodec, BodiesOfManyFramesArriveWholeAndUnmixed) {
   EXPECT_EQ(r.closed.size(), 2u);
 }
 
+TEST(ServerCodec, DrainStopsAtItsLimitAndGoesOnNextTime) {
+  Recorder r;
+  ServerCodec codec(r, ServerSettings{});
+  Client c;
+  int32_t a = c.request("GET", "/a");
+  int32_t b = c.request("GET", "/b");
+  pump(c, codec);
+  r.out[a] = std::string(50'000, 'a');
+  r.out[b] = std::string(50'000, 'b');
+  r.out_done = true;
+  ASSERT_TRUE(codec.submit_response(a, 200, {}, true));
+  ASSERT_TRUE(codec.submit_response(b, 200, {}, true));
+  // The client's window lets 64 KiB of DATA go; a drain of 20,000 bytes may pass its limit by
+  // at most the frame that crossed it.
+  std::string first;
+  ASSERT_TRUE(codec.drain(first, 20'000));
+  EXPECT_GE(first.size(), 20'000u);
+  EXPECT_LE(first.size(), 20'000u + 16'384 + 9);
+  std::string rest;
+  ASSERT_TRUE(codec.drain(rest, 1 << 20));
+  EXPECT_GT(rest.size(), 30'000u) << "the next drain did not go on where the first stopped";
+  std::string down = first + rest;
+  nghttp2_session_mem_recv(c.session, reinterpret_cast<const uint8_t*>(down.data()), down.size());
+  EXPECT_EQ(c.bodies[a].size() + c.bodies[b].size(), 65'535u);  // the initial window
+  pump(c, codec);                                               // window updates: the rest goes
+  EXPECT_EQ(c.bodies[a], std::string(50'000, 'a'));
+  EXPECT_EQ(c.bodies[b], std::string(50'000, 'b'));
+}
+
 TEST(ServerCodec, RequestBodyWindowOpensOnlyWhenConsumed) {
   Recorder r;
   ServerSettings settings;
