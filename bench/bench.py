@@ -7,6 +7,7 @@ environment variable (see bench/README.md); `--quick` picks short durations.
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -64,10 +65,29 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A listening port below the kernel's ephemeral range: a port the kernel picked (bind to 0)
+    could be taken by one of the many outgoing connections of a run before the proxy binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def popen(cmd, cpu, **kw):
