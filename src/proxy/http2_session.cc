@@ -17,7 +17,6 @@
 #include <boost/asio/write.hpp>
 
 #include <charconv>
-#include <cstring>
 #include <optional>
 #include <variant>
 

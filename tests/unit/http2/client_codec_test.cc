@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>
 
-#include <cstring>
 #include <map>
 #include <string>
 #include <vector>

@@ -45,7 +45,6 @@ struct Recorder : ServerCodec::Handler {
 /// A client-side nghttp2 session that writes into a string and records what it receives.
 struct Client {
   nghttp2_session* session = nullptr;
-  std::string response_body;
   std::map<int32_t, std::string> bodies;  // per stream
   int status = 0;
   bool stream_closed = false;
@@ -64,7 +63,6 @@ struct Client {
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
         cb, [](nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t n, void* u) {
-          static_cast<Client*>(u)->response_body.append(reinterpret_cast<const char*>(d), n);
           static_cast<Client*>(u)->bodies[id].append(reinterpret_cast<const char*>(d), n);
           return 0;
         });
@@ -139,65 +137,65 @@ TEST(ServerCodec, RequestWithoutBodyAndDeferredResponse) {
   r.out_done = true;
   codec.resume(id);
   pump(c, codec);
-  EXPECT_EQ(c.response_body, "hello");
+  EXPECT_EQ(c.bodies[id], "hello");
   EXPECT_TRUE(c.stream_closed);
   EXPECT_EQ(r.closed, std::vector<int32_t>{id});
 }
 
-TEST(ServerCodec, BodiesOfManyFramesArriveWholeAndUnmixed) {
-  // Response bodies go from the handler into the output without nghttp2's frame buffer: each
-  // DATA frame must carry the handler's next bytes, for the stream the frame belongs to.
+/// Two requests, answered with the bodies given (200, no fields).
+struct TwoAnswers {
   Recorder r;
-  ServerCodec codec(r, ServerSettings{});
+  ServerCodec codec{r, ServerSettings{}};
   Client c;
   int32_t a = c.request("GET", "/a");
   int32_t b = c.request("GET", "/b");
-  pump(c, codec);
+
+  void answer(const std::string& body_a, const std::string& body_b) {
+    pump(c, codec);
+    r.out[a] = body_a;
+    r.out[b] = body_b;
+    r.out_done = true;
+    ASSERT_TRUE(codec.submit_response(a, 200, {}, true));
+    ASSERT_TRUE(codec.submit_response(b, 200, {}, true));
+  }
+};
+
+TEST(ServerCodec, BodiesOfManyFramesArriveWholeAndUnmixed) {
+  // Response bodies go from the handler into the output without nghttp2's frame buffer: each
+  // DATA frame must carry the handler's next bytes, for the stream the frame belongs to.
+  TwoAnswers t;
   std::string body_a, body_b;
   for (int i = 0; i < 50'000; ++i) {  // past a frame (16 KiB) and the client's window (64 KiB)
     body_a.push_back(static_cast<char>('a' + i % 23));
     body_b.push_back(static_cast<char>('0' + i % 7));
   }
-  r.out[a] = body_a;
-  r.out[b] = body_b;
-  r.out_done = true;
-  ASSERT_TRUE(codec.submit_response(a, 200, {}, true));
-  ASSERT_TRUE(codec.submit_response(b, 200, {}, true));
-  pump(c, codec);
-  EXPECT_EQ(c.bodies[a], body_a);
-  EXPECT_EQ(c.bodies[b], body_b);
-  EXPECT_TRUE(r.out[a].empty());
-  EXPECT_TRUE(r.out[b].empty());
-  EXPECT_EQ(r.closed.size(), 2u);
+  t.answer(body_a, body_b);
+  pump(t.c, t.codec);
+  EXPECT_EQ(t.c.bodies[t.a], body_a);
+  EXPECT_EQ(t.c.bodies[t.b], body_b);
+  EXPECT_TRUE(t.r.out[t.a].empty());
+  EXPECT_TRUE(t.r.out[t.b].empty());
+  EXPECT_EQ(t.r.closed.size(), 2u);
 }
 
 TEST(ServerCodec, DrainStopsAtItsLimitAndGoesOnNextTime) {
-  Recorder r;
-  ServerCodec codec(r, ServerSettings{});
-  Client c;
-  int32_t a = c.request("GET", "/a");
-  int32_t b = c.request("GET", "/b");
-  pump(c, codec);
-  r.out[a] = std::string(50'000, 'a');
-  r.out[b] = std::string(50'000, 'b');
-  r.out_done = true;
-  ASSERT_TRUE(codec.submit_response(a, 200, {}, true));
-  ASSERT_TRUE(codec.submit_response(b, 200, {}, true));
+  TwoAnswers t;
+  t.answer(std::string(50'000, 'a'), std::string(50'000, 'b'));
   // The client's window lets 64 KiB of DATA go; a drain of 20,000 bytes may pass its limit by
   // at most the frame that crossed it.
   std::string first;
-  ASSERT_TRUE(codec.drain(first, 20'000));
+  ASSERT_TRUE(t.codec.drain(first, 20'000));
   EXPECT_GE(first.size(), 20'000u);
   EXPECT_LE(first.size(), 20'000u + 16'384 + 9);
   std::string rest;
-  ASSERT_TRUE(codec.drain(rest, 1 << 20));
+  ASSERT_TRUE(t.codec.drain(rest, 1 << 20));
   EXPECT_GT(rest.size(), 30'000u) << "the next drain did not go on where the first stopped";
   std::string down = first + rest;
-  nghttp2_session_mem_recv(c.session, reinterpret_cast<const uint8_t*>(down.data()), down.size());
-  EXPECT_EQ(c.bodies[a].size() + c.bodies[b].size(), 65'535u);  // the initial window
-  pump(c, codec);                                               // window updates: the rest goes
-  EXPECT_EQ(c.bodies[a], std::string(50'000, 'a'));
-  EXPECT_EQ(c.bodies[b], std::string(50'000, 'b'));
+  nghttp2_session_mem_recv(t.c.session, reinterpret_cast<const uint8_t*>(down.data()), down.size());
+  EXPECT_EQ(t.c.bodies[t.a].size() + t.c.bodies[t.b].size(), 65'535u);  // the initial window
+  pump(t.c, t.codec);  // window updates: the rest goes
+  EXPECT_EQ(t.c.bodies[t.a], std::string(50'000, 'a'));
+  EXPECT_EQ(t.c.bodies[t.b], std::string(50'000, 'b'));
 }
 
 TEST(ServerCodec, RequestBodyWindowOpensOnlyWhenConsumed) {
