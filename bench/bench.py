@@ -764,12 +764,11 @@ def callgrind_one(tmp, backend, crt, key, pem, results, name, workload):
             os.unlink(os.path.join(tmp, f))
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     if name == "kedge":
-        # MIMALLOC_LARGE_OS_PAGES set: kedge does not start itself again (valgrind would not follow).
         mdir = os.path.join(tmp, "manifests-cg")
         shutil.rmtree(mdir, ignore_errors=True)
         kedge_manifests(tmp, mdir, ports, VHOSTS, crt, key)
         p = start_kedge(tmp, ports, 1, mdir, ready_timeout=300,
-                        prefix=["env", "MIMALLOC_LARGE_OS_PAGES=1"] + vg)
+                        prefix=vg)
     elif name == "nginx":
         conf = os.path.join(tmp, "nginx-cg.conf")
         with open(conf, "w") as f:

@@ -4,10 +4,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include <unistd.h>
-
-#include <cstdlib>
-
 namespace {
 
 void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
@@ -76,28 +72,7 @@ void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
 
 }  // namespace
 
-namespace {
-
-/// The heap (mimalloc, see src/CMakeLists.txt) takes 2 MiB pages from the kernel: loading 10,000
-/// Ingresses takes less than half as long, with far fewer page faults and TLB misses. mimalloc
-/// reads its options when the process starts, so kedge starts itself once more with the option
-/// set. MIMALLOC_LARGE_OS_PAGES set by the user (even empty) is left alone, and so is a build
-/// without mimalloc (sanitizers).
-void exec_with_large_pages(char** argv) {
-#if defined(KEDGE_MIMALLOC)
-  if (std::getenv("MIMALLOC_LARGE_OS_PAGES")) return;
-  if (setenv("MIMALLOC_LARGE_OS_PAGES", "1", 0) != 0) return;
-  execv("/proc/self/exe", argv);
-  unsetenv("MIMALLOC_LARGE_OS_PAGES");  // could not: run as we are
-#else
-  (void)argv;
-#endif
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  exec_with_large_pages(argv);
   CLI::App app{
       "kedge: Kubernetes Ingress, Services, NodePorts and LoadBalancers in one binary.\n"
       "Reads Service, EndpointSlice, Endpoints, Ingress, IngressClass and Secret objects\n"
