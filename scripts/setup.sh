@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev node-llhttp libnghttp2-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev
-  libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libmimalloc-dev
+  libsimdjson-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libmimalloc-dev
   clang-format curl python3 python3-pytest python3-grpcio openssl nghttp2-client procps iproute2
   nftables libnftables-dev conntrack iputils-arping iputils-ping
   clang-16 libclang-rt-16-dev nginx-light haproxy

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "common/result.h"
+#include "k8s/json_text.h"
 #include "k8s/kubeconfig.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -19,7 +20,7 @@ struct ApiResponse {
   int status = 0;
   std::string body;
   /// The body as JSON (discarded value when it is not JSON).
-  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+  nlohmann::json json() const { return parse_json(body); }
 };
 
 /// An HTTPS client for the Kubernetes API server (Boost.Beast over Asio and OpenSSL): bearer

@@ -77,21 +77,28 @@ class Reader {
   }
   int errors() const { return errors_; }
 
-  static std::string join(const std::string& base, const std::string& key) {
-    return base.empty() ? key : base + "." + key;
+  static std::string join(const std::string& base, std::string_view key) {
+    std::string out = base;
+    if (!out.empty()) out += '.';
+    out += key;
+    return out;
   }
   static std::string index(const std::string& base, size_t i) {
-    return fmt::format("{}[{}]", base, i);
+    std::string out = base;
+    out += '[';
+    out += std::to_string(i);
+    out += ']';
+    return out;
   }
 
-  const json* member(const json& obj, const std::string& key) {
+  const json* member(const json& obj, std::string_view key) {
     if (!obj.is_object()) return nullptr;
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) return nullptr;
     return &*it;
   }
 
-  std::string string(const json& obj, const std::string& base, const std::string& key,
+  std::string string(const json& obj, const std::string& base, std::string_view key,
                      bool required = false) {
     const json* v = member(obj, key);
     if (!v) {
@@ -105,7 +112,7 @@ class Reader {
     return v->get<std::string>();
   }
 
-  std::optional<int64_t> integer(const json& obj, const std::string& base, const std::string& key,
+  std::optional<int64_t> integer(const json& obj, const std::string& base, std::string_view key,
                                  bool required = false) {
     const json* v = member(obj, key);
     if (!v) {
@@ -119,7 +126,7 @@ class Reader {
     return v->get<int64_t>();
   }
 
-  std::optional<bool> boolean(const json& obj, const std::string& base, const std::string& key) {
+  std::optional<bool> boolean(const json& obj, const std::string& base, std::string_view key) {
     const json* v = member(obj, key);
     if (!v) return std::nullopt;
     if (!v->is_boolean()) {
@@ -130,7 +137,7 @@ class Reader {
   }
 
   std::map<std::string, std::string> string_map(const json& obj, const std::string& base,
-                                                const std::string& key) {
+                                                std::string_view key) {
     std::map<std::string, std::string> out;
     const json* v = member(obj, key);
     if (!v) return out;
@@ -150,7 +157,7 @@ class Reader {
 
   /// Calls fn(element, path) for each element of an array member.
   template <class Fn>
-  void each(const json& obj, const std::string& base, const std::string& key, Fn&& fn) {
+  void each(const json& obj, const std::string& base, std::string_view key, Fn&& fn) {
     const json* v = member(obj, key);
     if (!v) return;
     std::string path = join(base, key);
@@ -161,7 +168,7 @@ class Reader {
     for (size_t i = 0; i < v->size(); ++i) fn((*v)[i], index(path, i));
   }
 
-  IntOrString int_or_string(const json& obj, const std::string& base, const std::string& key) {
+  IntOrString int_or_string(const json& obj, const std::string& base, std::string_view key) {
     IntOrString out;
     const json* v = member(obj, key);
     if (!v) return out;

@@ -1,5 +1,7 @@
 #include "k8s/manifest.h"
 
+#include "k8s/json_text.h"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/eventhandler.h>
@@ -207,6 +209,7 @@ void add_document(const json& doc, const Origin& origin, const LineMap* lines, M
       out.issues.push_back({origin.file, origin.line, "List", "", "", "items", "must be a list"});
       return;
     }
+    out.objects.reserve(out.objects.size() + items.size());
     for (size_t i = 0; i < items.size(); ++i) {
       LineMap sub;
       std::string prefix = fmt::format("items[{}]", i);
@@ -260,7 +263,7 @@ ManifestFile parse_manifest(const std::string& text, const std::string& file_nam
   ManifestFile out;
   bool is_json = file_name.ends_with(".json");
   if (is_json) {
-    json doc = json::parse(text, nullptr, false);
+    json doc = parse_json(text);
     if (doc.is_discarded()) {
       out.unreadable = true;
       out.issues.push_back({file_name, 0, "", "", "", "", "invalid JSON"});

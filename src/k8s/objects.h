@@ -185,10 +185,10 @@ const ObjectMeta& meta_of(const Object& object);
 class RawJson {
  public:
   RawJson() = default;
-  explicit RawJson(const nlohmann::json& json)
-      : text_(json.is_null()
-                  ? std::string()
-                  : json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) {}
+  /// The text is what `json.dump(-1, ' ', false, error_handler_t::replace)` gives, written
+  /// without the library's per-character escaping loop for the plain strings that are nearly all
+  /// of a manifest (a third of the time to load 10,000 Ingresses went into dump()).
+  explicit RawJson(const nlohmann::json& json);
   nlohmann::json parse() const {
     return text_.empty() ? nlohmann::json::object() : nlohmann::json::parse(text_);
   }

@@ -1,5 +1,7 @@
 #include "k8s/watch_stream.h"
 
+#include "k8s/json_text.h"
+
 #include <fmt/format.h>
 
 namespace kedge::k8s {
@@ -7,7 +9,7 @@ namespace kedge::k8s {
 using nlohmann::json;
 
 Result<WatchEvent> parse_watch_event(std::string_view line) {
-  json doc = json::parse(line, nullptr, false);
+  json doc = parse_json(line);
   if (doc.is_discarded() || !doc.is_object())
     return fail(fmt::format("watch event is not a JSON object: {:.80}", line));
   auto type = doc.find("type");

@@ -1,4 +1,5 @@
 #include "k8s/manifest.h"
+#include "k8s/json_text.h"
 
 #include <gtest/gtest.h>
 
@@ -809,6 +810,70 @@ TEST(Manifest, FileOverTheSizeLimitIsRefusedUnparsed) {
   EXPECT_FALSE(ok.unreadable);
   EXPECT_TRUE(ok.issues.empty());
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kedge::k8s
+
+namespace kedge::k8s {
+namespace {
+
+// The stored text is what the library's own compact dump gives, byte for byte: the fast path for
+// plain strings must not change how anything is written.
+TEST(RawJson, TextIsTheLibrarysCompactDump) {
+  const char* texts[] = {
+      R"({"b":1,"a":[true,false,null,-42,18446744073709551615,0.5,1e300,-0.0],"c":{}})",
+      R"({"s":"plain","q":"say \"hi\"","bs":"a\\b","ctl":"\u0001\t\n\r\b\f","del":"\u007f"})",
+      R"({"utf8":"grüße ✓ 𝄞","slash":"a/b","empty":"","arr":[[],[{}],[""]]})",
+      R"([1,"two",{"three":[3]}])",
+      R"("just a string")",
+      R"(-9223372036854775808)",
+  };
+  for (const char* text : texts) {
+    nlohmann::json j = nlohmann::json::parse(text);
+    EXPECT_EQ(RawJson(j).text(), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        << text;
+  }
+  // Keys and values that are not valid UTF-8 are kept with replacement characters.
+  nlohmann::json bad = {{"k\xff", "v\xc3"}, {"ok", "\xe2\x9c"}};
+  EXPECT_EQ(RawJson(bad).text(),
+            bad.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  EXPECT_EQ(RawJson(bad).text(), "{\"k\xef\xbf\xbd\":\"v\xef\xbf\xbd\",\"ok\":\"\xef\xbf\xbd\"}");
+  EXPECT_EQ(RawJson(nlohmann::json()).text(), "");
+}
+
+}  // namespace
+}  // namespace kedge::k8s
+
+namespace kedge::k8s {
+namespace {
+
+// parse_json gives the tree nlohmann's parser gives, number types included, and refuses what it
+// refuses.
+TEST(ParseJson, SameTreeAsTheLibrarysParser) {
+  const char* texts[] = {
+      R"({"b":1,"a":[true,false,null,-42,0,18446744073709551615,0.5,1e300,-0.0],"c":{}})",
+      R"({"s":"plain","q":"say \"hi\"","u":"\u00fc\ud834\udd1e","nested":[[[{"x":[]}]]]})",
+      R"({"dup":1,"dup":"last"})",
+      R"({"big":18446744073709551616})",  // beyond simdjson: handed over
+      "  [1, 2]\n",
+      R"("text")",
+      "-9223372036854775808",
+  };
+  for (const char* text : texts) {
+    nlohmann::json want = nlohmann::json::parse(text, nullptr, false);
+    nlohmann::json got = parse_json(text);
+    ASSERT_FALSE(want.is_discarded()) << text;
+    EXPECT_EQ(got, want) << text;
+    EXPECT_EQ(got.dump(), want.dump()) << text;
+  }
+  nlohmann::json numbers = parse_json(R"([5,-5,5.0])");
+  EXPECT_TRUE(numbers[0].is_number_unsigned());
+  EXPECT_TRUE(numbers[1].is_number_integer() && !numbers[1].is_number_unsigned());
+  EXPECT_TRUE(numbers[2].is_number_float());
+  EXPECT_EQ(parse_json(R"({"dup":1,"dup":"last"})")["dup"], "last");
+  for (const char* bad : {"", "{", R"({"a":})", "[1,]", "{\"k\":\"\xff\"}", "1 2", "nul", "1e400"})
+    EXPECT_TRUE(parse_json(bad).is_discarded()) << bad;
 }
 
 }  // namespace
