@@ -215,12 +215,12 @@ void add_document(const json& doc, const Origin& origin, const LineMap* lines, M
       std::string prefix = fmt::format("items[{}]", i);
       Origin item_origin = origin;
       if (lines) {
-        for (auto& [path, line] : *lines) {
-          if (path == prefix)
-            item_origin.line = line;
-          else if (path.starts_with(prefix + "."))
-            sub.emplace(path.substr(prefix.size() + 1), line);
-        }
+        // The item's own paths, "items[i]" and "items[i].…", are one run of the sorted map.
+        if (auto it = lines->find(prefix); it != lines->end()) item_origin.line = it->second;
+        prefix += '.';
+        for (auto it = lines->lower_bound(prefix);
+             it != lines->end() && it->first.starts_with(prefix); ++it)
+          sub.emplace_hint(sub.end(), it->first.substr(prefix.size()), it->second);
       }
       add_document(items[i], item_origin, lines ? &sub : nullptr, out);
     }

@@ -1,6 +1,7 @@
 #include "k8s/manifest.h"
 #include "k8s/json_text.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -141,6 +142,28 @@ items:
   EXPECT_EQ(i.field, "spec.ports[0].port");
   ASSERT_EQ(m.rejected.size(), 1u);
   EXPECT_EQ(m.rejected[0], (ObjectKey{Kind::Service, "default", "two"}));
+}
+
+// items[1] and items[10]... share a prefix: each item must get its own lines and no other's.
+TEST(Manifest, ListItemsKeepTheirOwnLines) {
+  std::string text = "apiVersion: v1\nkind: List\nitems:\n";
+  for (int i = 0; i < 12; ++i)
+    text += fmt::format(
+        "- apiVersion: v1\n  kind: Service\n  metadata:\n    name: s{}\n  spec:\n"
+        "    ports:\n    - port: {}\n",
+        i, i == 1 || i == 11 ? "\"80\"" : "80");
+  ManifestFile m = parse_manifest(text, "list.yaml");
+  ASSERT_EQ(m.objects.size(), 10u);
+  for (const StoredObject& o : m.objects) {
+    const std::string& name = std::get<Service>(o.object).meta.name;
+    EXPECT_EQ(o.origin.line, line_of(text, "name: " + name + "\n") - 3) << name;
+  }
+  ASSERT_EQ(m.issues.size(), 2u) << dump(m.issues);
+  EXPECT_EQ(m.issues[0].name, "s1");
+  EXPECT_EQ(m.issues[1].name, "s11");
+  EXPECT_EQ(m.issues[0].line, line_of(text, "name: s1\n") + 3);
+  EXPECT_EQ(m.issues[1].line, line_of(text, "name: s11\n") + 3);
+  EXPECT_EQ(m.issues[0].field, "spec.ports[0].port");
 }
 
 TEST(Manifest, JsonFile) {
