@@ -2,13 +2,44 @@
 
 #include <fmt/format.h>
 
+#include <sched.h>
+
 #include <algorithm>
+#include <atomic>
 #include <set>
+#include <thread>
 
 namespace kedge::k8s {
 
-ManifestSource::ManifestSource(std::vector<std::filesystem::path> roots)
-    : roots_(std::move(roots)) {}
+namespace {
+
+/// The CPUs this process may run on (its affinity mask, as taskset sets it).
+unsigned usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
+}
+
+/// Reads every file, on up to `threads` threads.
+std::vector<ManifestFile> load_all(const std::vector<std::filesystem::path>& paths,
+                                   unsigned threads) {
+  std::vector<ManifestFile> out(paths.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < paths.size();) out[i] = load_manifest(paths[i]);
+  };
+  {
+    std::vector<std::jthread> helpers;  // joined at the end of this block
+    for (size_t t = 1; t < std::min<size_t>(threads, paths.size()); ++t) helpers.emplace_back(work);
+    work();
+  }
+  return out;
+}
+
+}  // namespace
+
+ManifestSource::ManifestSource(std::vector<std::filesystem::path> roots, unsigned threads)
+    : roots_(std::move(roots)), threads_(threads) {}
 
 void ManifestSource::apply(const std::vector<StoredObjectConstPtr>& objects, bool add,
                            std::set<ObjectKey>& touched) {
@@ -66,9 +97,13 @@ ManifestSource::Load ManifestSource::reload() {
       changed.push_back({path, FileState{mtime, size, {}, {}}});
     }
   }
-  for (Changed& c : changed) {
+  std::vector<fs::path> paths;
+  for (const Changed& c : changed) paths.push_back(c.path);
+  std::vector<ManifestFile> files = load_all(paths, threads_ ? threads_ : usable_cpus());
+  for (size_t f = 0; f < changed.size(); ++f) {
+    Changed& c = changed[f];
     FileState& state = c.state;
-    ManifestFile parsed = load_manifest(c.path);
+    ManifestFile& parsed = files[f];
     state.issues = std::move(parsed.issues);
     std::vector<StoredObjectConstPtr> previous;
     if (auto old = files_.find(c.path); old != files_.end()) {

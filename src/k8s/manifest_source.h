@@ -17,10 +17,12 @@ namespace kedge::k8s {
 /// (so nothing downstream translates it again). An invalid object keeps its last good version; a
 /// file that fails as a whole keeps everything it last yielded. An object defined in several
 /// files comes from the first in path order; the others are reported.
+/// Changed files are read and decoded on up to `threads` threads (0: one per CPU the process may
+/// run on), then merged in path order, so the result does not depend on the thread count.
 /// Thread: the control thread only. Owner: control::Controller.
 class ManifestSource : public Source {
  public:
-  explicit ManifestSource(std::vector<std::filesystem::path> roots);
+  explicit ManifestSource(std::vector<std::filesystem::path> roots, unsigned threads = 0);
 
   using Load = SourceLoad;
 
@@ -42,6 +44,7 @@ class ManifestSource : public Source {
              std::set<ObjectKey>& touched);
 
   std::vector<std::filesystem::path> roots_;
+  unsigned threads_;
   std::map<std::filesystem::path, FileState> files_;
   /// Every definition of each key, in path order (then file order): the first one is stored.
   std::map<ObjectKey, std::vector<StoredObjectConstPtr>> definitions_;

@@ -1,5 +1,6 @@
 #include "k8s/manifest_source.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -178,6 +179,37 @@ TEST_F(ManifestSourceTest, DuplicatesAcrossFilesAreReported) {
   EXPECT_EQ(i.namespace_, "default");
   EXPECT_EQ(i.name, "a");
   EXPECT_NE(i.message.find((dir_ / "10-first.yaml").string()), std::string::npos);
+}
+
+// Files are read on several threads but merged in path order: the same store, the same
+// definitions chosen and the same issues, in the same order, whatever the thread count.
+TEST_F(ManifestSourceTest, ManyThreadsGiveWhatOneGives) {
+  for (int f = 0; f < 40; ++f) {
+    std::string text;
+    for (int s = 0; s < 5; ++s) {
+      int n = (f * 5 + s) % 120;  // names repeat across files: duplicates
+      text += service("s" + std::to_string(n), 1000 + f) + "---\n";
+    }
+    if (f % 7 == 3) text += service("bad" + std::to_string(f), 70000);  // an invalid port
+    if (f % 11 == 5) text = "key: [unclosed\n";                         // a syntax error
+    write(fmt::format("f{:02}.yaml", f), text);
+  }
+  auto summary = [](const ManifestSource::Load& load) {
+    std::string out;
+    for (const auto& [key, o] : load.store)
+      out += fmt::format("{} {}:{}\n", key.to_string(), o->origin.file, o->origin.line);
+    for (const Issue& i : load.issues) out += i.to_string() + "\n";
+    return out;
+  };
+  ManifestSource one({dir_}, 1);
+  std::string want = summary(one.reload());
+  EXPECT_NE(want.find("Duplicate value"), std::string::npos);
+  EXPECT_NE(want.find("YAML syntax error"), std::string::npos);
+  EXPECT_NE(want.find("70000"), std::string::npos);
+  for (unsigned threads : {2u, 3u, 8u}) {
+    ManifestSource many({dir_}, threads);
+    EXPECT_EQ(summary(many.reload()), want) << threads << " threads";
+  }
 }
 
 TEST_F(ManifestSourceTest, TheNextDefinitionTakesOverWhenTheFirstFileGoes) {
