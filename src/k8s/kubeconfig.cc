@@ -1,8 +1,9 @@
 #include "k8s/kubeconfig.h"
 
+#include "k8s/manifest.h"
+
 #include <fmt/format.h>
 #include <openssl/evp.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -63,20 +64,34 @@ Result<std::string> base64(const std::string& text, const std::string& what) {
   return out;
 }
 
-/// The `item` map of the entry called `name` in a kubeconfig list (clusters, users, contexts).
-YAML::Node named(const YAML::Node& list, const std::string& name, const char* item) {
-  if (!list || !list.IsSequence()) return YAML::Node();
-  for (const auto& entry : list)
-    if (entry["name"] && entry["name"].as<std::string>("") == name) return entry[item];
-  return YAML::Node();
+using nlohmann::json;
+
+/// The member `key` of a map, or null.
+const json& at(const json& map, const char* key) {
+  static const json kNull;
+  if (!map.is_object()) return kNull;
+  auto it = map.find(key);
+  return it == map.end() ? kNull : *it;
 }
 
-std::string text(const YAML::Node& map, const char* key) {
-  return map && map.IsMap() && map[key] ? map[key].as<std::string>("") : std::string();
+/// The `item` map of the entry called `name` in a kubeconfig list (clusters, users, contexts).
+const json& named(const json& list, const std::string& name, const char* item) {
+  static const json kNull;
+  if (!list.is_array()) return kNull;
+  for (const json& entry : list)
+    if (at(entry, "name") == name) return at(entry, item);
+  return kNull;
+}
+
+/// A scalar as text (a plain `port: 443` is a number in the JSON tree).
+std::string text(const json& map, const char* key) {
+  const json& v = at(map, key);
+  if (v.is_string()) return v.get<std::string>();
+  return v.is_number() || v.is_boolean() ? v.dump() : std::string();
 }
 
 /// Inline "-data" (base64) wins over the file, as in client-go.
-Result<std::string> data_or_file(const YAML::Node& map, const char* data_key, const char* file_key,
+Result<std::string> data_or_file(const json& map, const char* data_key, const char* file_key,
                                  const fs::path& base) {
   if (auto data = text(map, data_key); !data.empty()) return base64(data, data_key);
   if (auto file = text(map, file_key); !file.empty()) {
@@ -91,27 +106,27 @@ Result<std::string> data_or_file(const YAML::Node& map, const char* data_key, co
 Result<ClusterConfig> load_kubeconfig(const fs::path& path, const std::string& context) {
   auto content = read_file(path);
   if (!content) return fail(content.error().message);
-  YAML::Node root;
-  try {
-    root = YAML::Load(*content);
-  } catch (const YAML::Exception& e) {
-    return fail(fmt::format("{}: {}", path.string(), e.what()));
-  }
+  json root;
+  bool first = true;
+  if (auto bad = read_yaml(*content, [&](const json& document, int, const LineMap&) {
+        if (first) root = document;
+        first = false;
+      }))
+    return fail(fmt::format("{}:{}: {}", path.string(), bad->line, bad->message));
   auto error = [&](const std::string& message) {
     return fail(fmt::format("kubeconfig {}: {}", path.string(), message));
   };
-  if (!root.IsMap()) return error("not a kubeconfig (expected a map)");
-  try {
+  if (!root.is_object()) return error("not a kubeconfig (expected a map)");
+  {
     std::string ctx_name = context.empty() ? text(root, "current-context") : context;
     if (ctx_name.empty()) return error("no current-context and no --kube-context");
-    YAML::Node ctx = named(root["contexts"], ctx_name, "context");
-    if (!ctx || ctx.IsNull()) return error(fmt::format("context \"{}\" not found", ctx_name));
+    const json& ctx = named(at(root, "contexts"), ctx_name, "context");
+    if (ctx.is_null()) return error(fmt::format("context \"{}\" not found", ctx_name));
     std::string cluster_name = text(ctx, "cluster"), user_name = text(ctx, "user");
-    YAML::Node cluster = named(root["clusters"], cluster_name, "cluster");
-    if (!cluster || cluster.IsNull())
-      return error(fmt::format("cluster \"{}\" not found", cluster_name));
-    YAML::Node user = named(root["users"], user_name, "user");
-    if (!user_name.empty() && (!user || user.IsNull()))
+    const json& cluster = named(at(root, "clusters"), cluster_name, "cluster");
+    if (cluster.is_null()) return error(fmt::format("cluster \"{}\" not found", cluster_name));
+    const json& user = named(at(root, "users"), user_name, "user");
+    if (!user_name.empty() && user.is_null())
       return error(fmt::format("user \"{}\" not found", user_name));
 
     ClusterConfig c;
@@ -123,8 +138,7 @@ Result<ClusterConfig> load_kubeconfig(const fs::path& path, const std::string& c
     auto ca = data_or_file(cluster, "certificate-authority-data", "certificate-authority", base);
     if (!ca) return error(ca.error().message);
     c.ca_pem = std::move(*ca);
-    c.insecure =
-        cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>(false);
+    c.insecure = at(cluster, "insecure-skip-tls-verify") == true;
     c.tls_server_name = text(cluster, "tls-server-name");
     c.token = text(user, "token");
     if (auto file = text(user, "tokenFile"); !file.empty()) {
@@ -139,14 +153,12 @@ Result<ClusterConfig> load_kubeconfig(const fs::path& path, const std::string& c
     c.client_key_pem = std::move(*key);
     if (c.client_cert_pem.empty() != c.client_key_pem.empty())
       return error("a client certificate needs its key (and the key its certificate)");
-    if (user && (user["exec"] || user["auth-provider"]))
+    if (!at(user, "exec").is_null() || !at(user, "auth-provider").is_null())
       if (c.token.empty() && c.token_file.empty() && c.client_cert_pem.empty())
         return error(
             "exec and auth-provider credentials are not supported; use a token or a "
             "client certificate");
     return c;
-  } catch (const YAML::Exception& e) {
-    return error(e.what());
   }
 }
 

@@ -4,14 +4,12 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml.h>
 
 #include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 namespace kedge::k8s {
 namespace {
@@ -49,16 +47,17 @@ json scalar_to_json(const std::string& tag, const std::string& s) {
   return s;
 }
 
-struct YamlError {
-  YAML::Mark mark;
+/// Thrown by JsonBuilder: what libyaml's parser accepts but kedge refuses.
+struct Refused {
+  size_t line;  // 0-based
   std::string message;
 };
 
-/// Builds JSON documents straight from yaml-cpp's parser events, with the line of every field.
-/// Going through events rather than YAML::LoadAll lets the reader see a parser that stops making
-/// progress (yaml-cpp 0.7 returns the same empty document forever after a stray ',' at the top
-/// level) and bound what aliases expand to (a "billion laughs" document).
-class JsonBuilder final : public YAML::EventHandler {
+/// Builds JSON documents from libyaml's parser events, with the line of every field. Going
+/// through events lets the reader bound what aliases expand to (a "billion laughs" document)
+/// and keep the line of each field. Anchors and aliases are resolved here: libyaml's parser
+/// only reports them.
+class JsonBuilder {
  public:
   /// Most JSON values a file may expand to through aliases; a manifest has a few thousand.
   static constexpr size_t kMaxValues = 4'000'000;
@@ -67,46 +66,35 @@ class JsonBuilder final : public YAML::EventHandler {
   LineMap lines;
   int line = 0;  // of the document's first node
 
-  void OnDocumentStart(const YAML::Mark&) override {
+  void document_start() {
     document = nullptr;
     lines.clear();
     line = 0;
   }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    if (!key(mark, "", anchor)) add(mark, nullptr, anchor, 1);
-  }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+  void alias(size_t at, const std::string& anchor) {
     auto it = anchors_.find(anchor);
-    if (it == anchors_.end()) throw YamlError{mark, "unknown alias"};
+    if (it == anchors_.end()) throw Refused{at, "unknown alias"};
     const json& value = it->second.value;
     if (expecting_key()) {
-      if (!value.is_primitive()) throw YamlError{mark, "a mapping key must be a string"};
-      key(mark, value.is_string() ? value.get<std::string>() : value.dump(), 0);
+      if (!value.is_primitive()) throw Refused{at, "a mapping key must be a string"};
+      key(at, value.is_string() ? value.get<std::string>() : value.dump(), {});
       return;
     }
-    add(mark, value, 0, it->second.size);
+    add(at, value, {}, it->second.size);
   }
-  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
-                const std::string& value) override {
-    if (!key(mark, value, anchor)) add(mark, scalar_to_json(tag, value), anchor, 1);
+  /// `plain`: a plain scalar without a tag, whose type comes from its text.
+  void scalar(size_t at, bool plain, std::string anchor, std::string value) {
+    if (!key(at, value, anchor)) add(at, scalar_to_json(plain ? "?" : "!", value), anchor, 1);
   }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                       YAML::EmitterStyle::value) override {
-    open(mark, json::array(), anchor);
-  }
-  void OnSequenceEnd() override { close(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
-                  YAML::EmitterStyle::value) override {
-    open(mark, json::object(), anchor);
-  }
-  void OnMapEnd() override { close(); }
+  void sequence_start(size_t at, std::string anchor) { open(at, json::array(), anchor); }
+  void mapping_start(size_t at, std::string anchor) { open(at, json::object(), anchor); }
+  void end() { close(); }
 
  private:
   struct Frame {
     json value;
     std::string path;
-    YAML::anchor_t anchor;
+    std::string anchor;
     size_t first_value;  // values_ when the collection opened
     bool has_key = false;
     std::string key;
@@ -118,9 +106,9 @@ class JsonBuilder final : public YAML::EventHandler {
 
   /// The path of the next value (not a map key), its line recorded; a collection where a map key
   /// is expected is refused, as Kubernetes' YAML reader does.
-  std::string child_path(const YAML::Mark& mark) {
+  std::string child_path(size_t at) {
     if (stack_.empty()) {
-      if (line == 0) line = mark.line + 1;
+      if (line == 0) line = static_cast<int>(at) + 1;
       return {};
     }
     Frame& top = stack_.back();
@@ -128,18 +116,18 @@ class JsonBuilder final : public YAML::EventHandler {
     if (top.value.is_array()) {
       path = fmt::format("{}[{}]", top.path, top.value.size());
     } else if (!top.has_key) {
-      throw YamlError{mark, "a mapping key must be a string"};
+      throw Refused{at, "a mapping key must be a string"};
     } else {
       path = top.path.empty() ? top.key : top.path + "." + top.key;
     }
-    lines.emplace(path, mark.line + 1);
+    lines.emplace(path, static_cast<int>(at) + 1);
     return path;
   }
 
-  void count(const YAML::Mark& mark, size_t n) {
+  void count(size_t at, size_t n) {
     values_ += n;
     if (values_ > kMaxValues)
-      throw YamlError{mark, fmt::format("the file expands to more than {} values", kMaxValues)};
+      throw Refused{at, fmt::format("the file expands to more than {} values", kMaxValues)};
   }
 
   bool expecting_key() const {
@@ -147,34 +135,34 @@ class JsonBuilder final : public YAML::EventHandler {
   }
 
   /// Takes a scalar as the next map key, as written (a plain `yes` or `80` key stays that text).
-  bool key(const YAML::Mark& mark, const std::string& text, YAML::anchor_t anchor) {
+  bool key(size_t at, const std::string& text, const std::string& anchor) {
     if (!expecting_key()) return false;
-    count(mark, 1);
-    if (anchor) anchors_[anchor] = Anchored{text, 1};
+    count(at, 1);
+    if (!anchor.empty()) anchors_[anchor] = Anchored{text, 1};
     Frame& top = stack_.back();
     top.key = text;
     top.has_key = true;
-    lines.emplace(top.path.empty() ? top.key : top.path + "." + top.key, mark.line + 1);
+    lines.emplace(top.path.empty() ? top.key : top.path + "." + top.key, static_cast<int>(at) + 1);
     return true;
   }
 
-  void add(const YAML::Mark& mark, json value, YAML::anchor_t anchor, size_t size) {
-    count(mark, size);
-    if (anchor) anchors_[anchor] = Anchored{value, size};
-    child_path(mark);
+  void add(size_t at, json value, const std::string& anchor, size_t size) {
+    count(at, size);
+    if (!anchor.empty()) anchors_[anchor] = Anchored{value, size};
+    child_path(at);
     place(std::move(value));
   }
 
-  void open(const YAML::Mark& mark, json value, YAML::anchor_t anchor) {
-    count(mark, 1);
-    std::string path = child_path(mark);
-    stack_.push_back(Frame{std::move(value), std::move(path), anchor, values_});
+  void open(size_t at, json value, std::string anchor) {
+    count(at, 1);
+    std::string path = child_path(at);
+    stack_.push_back(Frame{std::move(value), std::move(path), std::move(anchor), values_});
   }
 
   void close() {
     Frame frame = std::move(stack_.back());
     stack_.pop_back();
-    if (frame.anchor)
+    if (!frame.anchor.empty())
       anchors_[frame.anchor] = Anchored{frame.value, values_ - frame.first_value + 1};
     place(std::move(frame.value));
   }
@@ -194,9 +182,27 @@ class JsonBuilder final : public YAML::EventHandler {
   }
 
   std::vector<Frame> stack_;
-  std::map<YAML::anchor_t, Anchored> anchors_;
+  std::map<std::string, Anchored> anchors_;
   size_t values_ = 0;
 };
+
+/// libyaml's parser, freed on every path out.
+struct YamlParser {
+  yaml_parser_t parser;
+  YamlParser() { yaml_parser_initialize(&parser); }
+  ~YamlParser() { yaml_parser_delete(&parser); }
+  YamlParser(const YamlParser&) = delete;
+  YamlParser& operator=(const YamlParser&) = delete;
+};
+
+struct YamlEvent {
+  yaml_event_t event{};
+  ~YamlEvent() { yaml_event_delete(&event); }
+};
+
+std::string text_of(const yaml_char_t* s) {
+  return s ? std::string(reinterpret_cast<const char*>(s)) : std::string();
+}
 
 /// Decodes one top-level document, expanding `kind: List`.
 void add_document(const json& doc, const Origin& origin, const LineMap* lines, ManifestFile& out) {
@@ -259,6 +265,62 @@ ObjectKey key_of(const StoredObject& stored) {
   return ObjectKey{kind_of(stored.object), m.namespace_, m.name};
 }
 
+std::optional<YamlError> read_yaml(
+    std::string_view text,
+    const std::function<void(const nlohmann::json&, int, const LineMap&)>& on_document) {
+  try {
+    YamlParser p;
+    yaml_parser_set_input_string(&p.parser, reinterpret_cast<const unsigned char*>(text.data()),
+                                 text.size());
+    JsonBuilder builder;
+    for (bool done = false; !done;) {
+      YamlEvent e;
+      if (!yaml_parser_parse(&p.parser, &e.event)) {
+        const yaml_mark_t& mark = p.parser.problem ? p.parser.problem_mark : p.parser.context_mark;
+        std::string message = p.parser.problem ? p.parser.problem : "invalid YAML";
+        if (p.parser.context) message = fmt::format("{} ({})", message, p.parser.context);
+        return YamlError{static_cast<int>(mark.line) + 1, std::move(message)};
+      }
+      size_t at = e.event.start_mark.line;
+      switch (e.event.type) {
+        case YAML_DOCUMENT_START_EVENT:
+          builder.document_start();
+          break;
+        case YAML_DOCUMENT_END_EVENT:
+          on_document(builder.document, builder.line, builder.lines);
+          break;
+        case YAML_ALIAS_EVENT:
+          builder.alias(at, text_of(e.event.data.alias.anchor));
+          break;
+        case YAML_SCALAR_EVENT: {
+          const auto& sc = e.event.data.scalar;
+          builder.scalar(at, !sc.tag && sc.style == YAML_PLAIN_SCALAR_STYLE, text_of(sc.anchor),
+                         std::string(reinterpret_cast<const char*>(sc.value), sc.length));
+          break;
+        }
+        case YAML_SEQUENCE_START_EVENT:
+          builder.sequence_start(at, text_of(e.event.data.sequence_start.anchor));
+          break;
+        case YAML_MAPPING_START_EVENT:
+          builder.mapping_start(at, text_of(e.event.data.mapping_start.anchor));
+          break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+          builder.end();
+          break;
+        case YAML_STREAM_END_EVENT:
+          done = true;
+          break;
+        default:
+          break;
+      }
+    }
+  } catch (const Refused& e) {
+    return YamlError{static_cast<int>(e.line) + 1, e.message};
+  }
+  return std::nullopt;
+}
+
 ManifestFile parse_manifest(const std::string& text, const std::string& file_name) {
   ManifestFile out;
   bool is_json = file_name.ends_with(".json");
@@ -280,27 +342,10 @@ ManifestFile parse_manifest(const std::string& text, const std::string& file_nam
     out.issues.push_back(
         {file_name, line, "", "", "", "", fmt::format("YAML syntax error: {}", message)});
   };
-  try {
-    std::istringstream in(text);
-    YAML::Parser parser(in);
-    JsonBuilder builder;
-    int last_line = -1;
-    while (parser.HandleNextDocument(builder)) {
-      // yaml-cpp 0.7 reports an empty document again and again without consuming a stray ','
-      // (or other flow indicator) at the top level: an empty document on the line of the last
-      // one is that loop, since a real empty document needs a line of its own ("---").
-      if (builder.document.is_null() && builder.line == last_line) {
-        syntax_error(builder.line, "unexpected character at the top level");
-        break;
-      }
-      last_line = builder.line;
-      add_document(builder.document, Origin{file_name, builder.line}, &builder.lines, out);
-    }
-  } catch (const YAML::Exception& e) {
-    syntax_error(e.mark.is_null() ? 0 : e.mark.line + 1, e.msg);
-  } catch (const YamlError& e) {
-    syntax_error(e.mark.line + 1, e.message);
-  }
+  if (auto error = read_yaml(text, [&](const json& document, int line, const LineMap& lines) {
+        add_document(document, Origin{file_name, line}, &lines, out);
+      }))
+    syntax_error(error->line, error->message);
   return out;
 }
 

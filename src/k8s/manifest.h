@@ -5,7 +5,10 @@
 #include "k8s/objects.h"
 
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kedge::k8s {
@@ -32,6 +35,20 @@ struct ManifestFile {
 /// Parses a manifest: YAML (multi-document) or JSON, `kind: List` expanded, every object decoded
 /// and validated. Never throws. Thread: any.
 ManifestFile parse_manifest(const std::string& text, const std::string& file_name);
+
+/// A YAML syntax error, or a construct kedge refuses (a collection as a map key, an unknown
+/// alias, aliases expanding past a bound): 1-based line and message.
+struct YamlError {
+  int line = 0;
+  std::string message;
+};
+
+/// Reads every document of YAML text as JSON, plain scalars typed as Kubernetes' YAML reader
+/// types them, and calls on_document(document, line of its first node, line of each field).
+/// Returns the first error; no document follows it.
+std::optional<YamlError> read_yaml(
+    std::string_view text,
+    const std::function<void(const nlohmann::json&, int, const LineMap&)>& on_document);
 
 /// Larger manifest files are refused whole (unreadable, with an issue), unparsed.
 inline constexpr size_t kMaxManifestBytes = 16 * 1024 * 1024;

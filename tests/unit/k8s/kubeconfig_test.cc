@@ -100,6 +100,35 @@ users: [{name: u, user: {client-certificate-data: QUJD}}]
   EXPECT_FALSE(load_kubeconfig(write("bad", "current-context: [")));
 }
 
+TEST_F(KubeconfigTest, SkipVerifyExecUsersAndSyntaxErrors) {
+  auto path = write("config", R"(current-context: a
+clusters:
+- name: c
+  cluster:
+    server: https://127.0.0.1:6443
+    insecure-skip-tls-verify: true
+contexts: [{name: a, context: {cluster: c, user: u}}]
+users:
+- name: u
+  user:
+    exec: {command: get-token}
+)");
+  auto c = load_kubeconfig(path);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("exec and auth-provider"), std::string::npos);
+  std::ofstream(path, std::ios::app) << "    token: abc\n";
+  c = load_kubeconfig(path);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->insecure);
+  EXPECT_EQ(c->token, "abc");
+  EXPECT_EQ(c->port, "6443");
+  auto bad = load_kubeconfig(write("bad", "current-context: a\nclusters:\n  - [\n"));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find((dir_ / "bad").string() + ":"), std::string::npos)
+      << bad.error().message;
+  EXPECT_FALSE(load_kubeconfig(write("list", "- a\n- b\n")));  // not a map
+}
+
 TEST_F(KubeconfigTest, InClusterReadsTheServiceAccountFiles) {
   write("token", "tok\n");
   write("ca.crt", "CA");

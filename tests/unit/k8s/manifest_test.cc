@@ -350,8 +350,9 @@ TEST(Manifest, NonObjectDocumentsAreReported) {
   EXPECT_EQ(no_kind.issues[0].message, "Required value");
 }
 
-// yaml-cpp 0.7's LoadAll never returns on these (it yields the same empty document forever):
-// tests/fuzz/corpus/manifest/regression-yaml-cpp-stray-comma-loop is the fuzzer's original.
+// yaml-cpp 0.7's LoadAll, which kedge once used, never returned on these (it yielded the same
+// empty document forever): tests/fuzz/corpus/manifest/regression-yaml-cpp-stray-comma-loop is the
+// fuzzer's original. Each must be a syntax error with a line.
 TEST(Manifest, StrayFlowIndicatorAtTopLevelIsASyntaxError) {
   for (const char* text : {",", "\n,", "{}\n,", "{a: b}, c", "\"a\"\n,", "[\n],",
                            "kind: Service\n---\n{\"a\": \"d\"\n },\n \"b\": 1\n"}) {
