@@ -70,6 +70,7 @@ class JsonBuilder {
     document = nullptr;
     lines.clear();
     line = 0;
+    anchors_.clear();  // an anchor belongs to its document (the expansion bound is per file)
   }
   void alias(size_t at, const std::string& anchor) {
     auto it = anchors_.find(anchor);

@@ -390,6 +390,15 @@ spec:
   EXPECT_EQ(svc->ports[0].port, 80);
 }
 
+// An anchor belongs to its document: a later document cannot refer to it.
+TEST(Manifest, AnAliasCannotReachIntoAnEarlierDocument) {
+  ManifestFile m = parse_manifest("a: &x 1\n---\nb: *x\n", "docs.yaml");
+  EXPECT_TRUE(m.unreadable);
+  ASSERT_EQ(m.issues.size(), 1u) << dump(m.issues);
+  EXPECT_EQ(m.issues[0].line, 3);
+  EXPECT_NE(m.issues[0].message.find("unknown alias"), std::string::npos);
+}
+
 TEST(Manifest, AliasExpansionIsBounded) {
   // "Billion laughs": nine levels of ten aliases each expand to 10^9 values.
   std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
