@@ -117,49 +117,46 @@ Result<ClusterConfig> load_kubeconfig(const fs::path& path, const std::string& c
     return fail(fmt::format("kubeconfig {}: {}", path.string(), message));
   };
   if (!root.is_object()) return error("not a kubeconfig (expected a map)");
-  {
-    std::string ctx_name = context.empty() ? text(root, "current-context") : context;
-    if (ctx_name.empty()) return error("no current-context and no --kube-context");
-    const json& ctx = named(at(root, "contexts"), ctx_name, "context");
-    if (ctx.is_null()) return error(fmt::format("context \"{}\" not found", ctx_name));
-    std::string cluster_name = text(ctx, "cluster"), user_name = text(ctx, "user");
-    const json& cluster = named(at(root, "clusters"), cluster_name, "cluster");
-    if (cluster.is_null()) return error(fmt::format("cluster \"{}\" not found", cluster_name));
-    const json& user = named(at(root, "users"), user_name, "user");
-    if (!user_name.empty() && user.is_null())
-      return error(fmt::format("user \"{}\" not found", user_name));
+  std::string ctx_name = context.empty() ? text(root, "current-context") : context;
+  if (ctx_name.empty()) return error("no current-context and no --kube-context");
+  const json& ctx = named(at(root, "contexts"), ctx_name, "context");
+  if (ctx.is_null()) return error(fmt::format("context \"{}\" not found", ctx_name));
+  std::string cluster_name = text(ctx, "cluster"), user_name = text(ctx, "user");
+  const json& cluster = named(at(root, "clusters"), cluster_name, "cluster");
+  if (cluster.is_null()) return error(fmt::format("cluster \"{}\" not found", cluster_name));
+  const json& user = named(at(root, "users"), user_name, "user");
+  if (!user_name.empty() && user.is_null())
+    return error(fmt::format("user \"{}\" not found", user_name));
 
-    ClusterConfig c;
-    c.source = fmt::format("kubeconfig {} (context {})", path.string(), ctx_name);
-    c.namespace_ = text(ctx, "namespace");
-    if (auto ok = parse_server_url(text(cluster, "server"), c); !ok)
-      return error(ok.error().message);
-    fs::path base = path.parent_path();
-    auto ca = data_or_file(cluster, "certificate-authority-data", "certificate-authority", base);
-    if (!ca) return error(ca.error().message);
-    c.ca_pem = std::move(*ca);
-    c.insecure = at(cluster, "insecure-skip-tls-verify") == true;
-    c.tls_server_name = text(cluster, "tls-server-name");
-    c.token = text(user, "token");
-    if (auto file = text(user, "tokenFile"); !file.empty()) {
-      fs::path p(file);
-      c.token_file = (p.is_relative() ? base / p : p).string();
-    }
-    auto cert = data_or_file(user, "client-certificate-data", "client-certificate", base);
-    if (!cert) return error(cert.error().message);
-    auto key = data_or_file(user, "client-key-data", "client-key", base);
-    if (!key) return error(key.error().message);
-    c.client_cert_pem = std::move(*cert);
-    c.client_key_pem = std::move(*key);
-    if (c.client_cert_pem.empty() != c.client_key_pem.empty())
-      return error("a client certificate needs its key (and the key its certificate)");
-    if (!at(user, "exec").is_null() || !at(user, "auth-provider").is_null())
-      if (c.token.empty() && c.token_file.empty() && c.client_cert_pem.empty())
-        return error(
-            "exec and auth-provider credentials are not supported; use a token or a "
-            "client certificate");
-    return c;
+  ClusterConfig c;
+  c.source = fmt::format("kubeconfig {} (context {})", path.string(), ctx_name);
+  c.namespace_ = text(ctx, "namespace");
+  if (auto ok = parse_server_url(text(cluster, "server"), c); !ok) return error(ok.error().message);
+  fs::path base = path.parent_path();
+  auto ca = data_or_file(cluster, "certificate-authority-data", "certificate-authority", base);
+  if (!ca) return error(ca.error().message);
+  c.ca_pem = std::move(*ca);
+  c.insecure = at(cluster, "insecure-skip-tls-verify") == true;
+  c.tls_server_name = text(cluster, "tls-server-name");
+  c.token = text(user, "token");
+  if (auto file = text(user, "tokenFile"); !file.empty()) {
+    fs::path p(file);
+    c.token_file = (p.is_relative() ? base / p : p).string();
   }
+  auto cert = data_or_file(user, "client-certificate-data", "client-certificate", base);
+  if (!cert) return error(cert.error().message);
+  auto key = data_or_file(user, "client-key-data", "client-key", base);
+  if (!key) return error(key.error().message);
+  c.client_cert_pem = std::move(*cert);
+  c.client_key_pem = std::move(*key);
+  if (c.client_cert_pem.empty() != c.client_key_pem.empty())
+    return error("a client certificate needs its key (and the key its certificate)");
+  if (!at(user, "exec").is_null() || !at(user, "auth-provider").is_null())
+    if (c.token.empty() && c.token_file.empty() && c.client_cert_pem.empty())
+      return error(
+          "exec and auth-provider credentials are not supported; use a token or a "
+          "client certificate");
+  return c;
 }
 
 Result<ClusterConfig> in_cluster_config(const fs::path& account_dir) {
