@@ -66,9 +66,10 @@ Result<std::string> base64(const std::string& text, const std::string& what) {
 
 using nlohmann::json;
 
+const json kNull;
+
 /// The member `key` of a map, or null.
 const json& at(const json& map, const char* key) {
-  static const json kNull;
   if (!map.is_object()) return kNull;
   auto it = map.find(key);
   return it == map.end() ? kNull : *it;
@@ -76,7 +77,6 @@ const json& at(const json& map, const char* key) {
 
 /// The `item` map of the entry called `name` in a kubeconfig list (clusters, users, contexts).
 const json& named(const json& list, const std::string& name, const char* item) {
-  static const json kNull;
   if (!list.is_array()) return kNull;
   for (const json& entry : list)
     if (at(entry, "name") == name) return at(entry, item);

@@ -16,10 +16,10 @@ namespace {
 
 using nlohmann::json;
 
-/// Plain YAML scalars get JSON types the way Kubernetes' YAML reader gives them; quoted or
-/// explicitly tagged ones (any tag but "?") stay strings.
-json scalar_to_json(const std::string& tag, const std::string& s) {
-  if (tag != "?") return s;
+/// Plain YAML scalars without a tag get JSON types the way Kubernetes' YAML reader gives them;
+/// quoted or explicitly tagged ones stay strings.
+json scalar_to_json(bool plain, const std::string& s) {
+  if (!plain) return s;
   // YAML 1.1 booleans, as kubectl's YAML reader resolves them (but not the single letters y/n,
   // which would turn names like "y" into booleans).
   static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes",
@@ -85,7 +85,7 @@ class JsonBuilder {
   }
   /// `plain`: a plain scalar without a tag, whose type comes from its text.
   void scalar(size_t at, bool plain, std::string anchor, std::string value) {
-    if (!key(at, value, anchor)) add(at, scalar_to_json(plain ? "?" : "!", value), anchor, 1);
+    if (!key(at, value, anchor)) add(at, scalar_to_json(plain, value), anchor, 1);
   }
   void sequence_start(size_t at, std::string anchor) { open(at, json::array(), anchor); }
   void mapping_start(size_t at, std::string anchor) { open(at, json::object(), anchor); }
@@ -335,18 +335,15 @@ ManifestFile parse_manifest(const std::string& text, const std::string& file_nam
     add_document(doc, Origin{file_name, 1}, nullptr, out);
     return out;
   }
-  auto syntax_error = [&](int line, const std::string& message) {
-    out.objects.clear();  // a file that does not parse yields nothing but its syntax error
-    out.rejected.clear();
-    out.issues.clear();
+  auto error = read_yaml(text, [&](const json& document, int line, const LineMap& lines) {
+    add_document(document, Origin{file_name, line}, &lines, out);
+  });
+  if (error) {  // a file that does not parse yields nothing but its syntax error
+    out = ManifestFile{};
     out.unreadable = true;
-    out.issues.push_back(
-        {file_name, line, "", "", "", "", fmt::format("YAML syntax error: {}", message)});
-  };
-  if (auto error = read_yaml(text, [&](const json& document, int line, const LineMap& lines) {
-        add_document(document, Origin{file_name, line}, &lines, out);
-      }))
-    syntax_error(error->line, error->message);
+    out.issues.push_back({file_name, error->line, "", "", "", "",
+                          fmt::format("YAML syntax error: {}", error->message)});
+  }
   return out;
 }
 
