@@ -46,6 +46,8 @@ SCALE_CHANGES = env("BENCH_SCALE_CHANGES", 20, 8)
 CALLGRIND_REQUESTS = env("BENCH_CALLGRIND_REQUESTS", 20000, 5000)
 CALLGRIND_PROXIES = env("BENCH_CALLGRIND_PROXIES", "kedge nginx haproxy", "kedge nginx haproxy").split()
 CALLGRIND_WORKLOADS = env("BENCH_CALLGRIND_WORKLOADS", "ka100 tls-h2", "ka100 tls-h2").split()
+CALLGRIND_STREAMS = env("BENCH_CALLGRIND_STREAMS", "1x20", "1x20")  # tls-h2: connections x streams
+CALLGRIND_CACHE = env("BENCH_CALLGRIND_CACHE", 0, 0)  # 1: simulate the caches, count misses
 SECTIONS = env("BENCH_SECTIONS", "matrix change scale callgrind", "matrix change scale callgrind").split()
 CLIENT_CPU = env("BENCH_CLIENT_CPU", "1", "1")
 SERVER_CPU = env("BENCH_SERVER_CPU", "0", "0")
@@ -142,23 +144,55 @@ def proc_tree(root):
     return out
 
 
-def cpu_seconds(root):
-    """utime+stime of the tree plus what its reaped children used (cutime+cstime)."""
-    total = 0
+def stat_fields(root):
+    """The /proc/PID/stat fields after the command name, of each live process of the tree."""
     for p in proc_tree(root):
         try:
             with open(f"/proc/{p}/stat") as f:
                 st = f.read()
         except OSError:
             continue
-        fields = st[st.rindex(")") + 2:].split()
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / CLK
+        yield st[st.rindex(")") + 2:].split()
+
+
+def cpu_seconds(root):
+    """utime+stime of the tree plus what its reaped children used (cutime+cstime)."""
+    return sum(sum(int(x) for x in f[11:15]) for f in stat_fields(root)) / CLK
+
+
+def cpu_split(root):
+    """(user, system) CPU seconds of the tree's live processes."""
+    fields = list(stat_fields(root))
+    return sum(int(f[11]) for f in fields) / CLK, sum(int(f[12]) for f in fields) / CLK
+
+
+def preemptions(root):
+    """How often the tree's threads lost the CPU while they could still run."""
+    n = 0
+    for p in proc_tree(root):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            n += status_kb_path(f"/proc/{p}/task/{t}/status", "nonvoluntary_ctxt_switches")
+    return n
+
+
+def ip_packets_sent():
+    """IP datagrams this machine sent (loopback included): /proc/net/snmp Ip OutRequests."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Ip:")]
+    return int(rows[1][rows[0].index("OutRequests")])
 
 
 def status_kb(pid, key):
+    return status_kb_path(f"/proc/{pid}/status", key)
+
+
+def status_kb_path(path, key):
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
@@ -538,8 +572,10 @@ def proxy_ports():
 
 # ---------------------------------------------------------------- the matrix
 
-def measure(tmp, proxy, workload, seconds):
-    """One cell: load for `seconds` after a warm-up; CPU and peak RSS of the proxy tree."""
+def measure(tmp, proxy, workload, seconds, backend=None):
+    """One cell: load for `seconds` after a warm-up; CPU and peak RSS of the proxy tree, and
+    where the proxy's and the backend's CPU went (per request: user and system time, the
+    times the proxy was preempted, IP packets sent on the machine)."""
     tls_port = "backend_tls" if proxy.name == "direct" else "https"
     port = proxy.ports[tls_port if workload.startswith("tls") else "http"]
     path = WORKLOAD_PATH[workload]
@@ -549,8 +585,16 @@ def measure(tmp, proxy, workload, seconds):
         run(WARMUP)
     reset_peak(proxy.root)
     c0 = cpu_seconds(proxy.root)
+    (u0, s0), x0, k0 = cpu_split(proxy.root), preemptions(proxy.root), ip_packets_sent()
+    b0 = cpu_seconds(backend.root) if backend else 0
     r = run(seconds)
-    r["cpu_us"] = (cpu_seconds(proxy.root) - c0) / max(r["requests"], 1) * 1e6
+    per = 1 / max(r["requests"], 1)
+    r["cpu_us"] = (cpu_seconds(proxy.root) - c0) * per * 1e6
+    (u1, s1), x1, k1 = cpu_split(proxy.root), preemptions(proxy.root), ip_packets_sent()
+    r["user_us"], r["sys_us"] = (u1 - u0) * per * 1e6, (s1 - s0) * per * 1e6
+    r["preempted"], r["packets"] = (x1 - x0) * per, (k1 - k0) * per
+    if backend and proxy.root != backend.root:
+        r["backend_us"] = (cpu_seconds(backend.root) - b0) * per * 1e6
     r["rss_mb"] = peak_rss_mb(proxy.root)
     return r
 
@@ -602,7 +646,7 @@ def run_matrix(tmp, backend, crt, key, pem, results):
                         n_transfer += 1
                         r = measure_transfer(tmp, p, workload, n_transfer)
                     else:
-                        r = measure(tmp, p, workload, DURATION)
+                        r = measure(tmp, p, workload, DURATION, backend)
                     runs[p.name].append(r)
                     log(f"  w{workers} {workload:8} {p.name:8} rep{rep}: " +
                         " ".join(f"{k}={v:.4g}" for k, v in r.items()))
@@ -731,18 +775,23 @@ def run_scale(tmp, backend, crt, key, results):
 
 # ---------------------------------------------------------------- callgrind
 
-def callgrind_total(path):
+def callgrind_totals(path):
+    """{event: total} of a callgrind output file (Ir, and with the cache simulated D1mr...)."""
+    events = None
     with open(path) as f:
         for line in f:
+            if line.startswith("events:"):
+                events = line.split()[1:]
             if line.startswith("summary:") or line.startswith("totals:"):
-                return int(line.split()[1])
+                return dict(zip(events or ["Ir"], (int(v) for v in line.split()[1:])))
     raise RuntimeError("no totals in " + path)
 
 
 def callgrind_client(workload, ports, n):
     """h2load for a callgrind run: HTTP/1.1 keep-alive 100 B, or TLS 1.3 + HTTP/2 4 KiB (20 streams)."""
     if workload == "tls-h2":
-        return ["taskset", "-c", CLIENT_CPU, "h2load", "-c1", "-m20", f"-n{n}",
+        conns, streams = CALLGRIND_STREAMS.split("x")
+        return ["taskset", "-c", CLIENT_CPU, "h2load", f"-c{conns}", f"-m{streams}", f"-n{n}",
                 f"--connect-to=127.0.0.1:{ports['https']}", f"https://{HOST}:{ports['https']}/b4k"]
     return ["taskset", "-c", CLIENT_CPU, "h2load", "--h1", "-c1", "-m1", f"-n{n}",
             f"--connect-to=127.0.0.1:{ports['http']}", f"http://{HOST}:{ports['http']}/b100"]
@@ -763,6 +812,8 @@ def callgrind_one(tmp, backend, crt, key, pem, results, name, workload):
         if f.startswith(f"callgrind.{name}.out"):
             os.unlink(os.path.join(tmp, f))
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    if CALLGRIND_CACHE:
+        vg.append("--cache-sim=yes")
     if name == "kedge":
         mdir = os.path.join(tmp, "manifests-cg")
         shutil.rmtree(mdir, ignore_errors=True)
@@ -791,7 +842,11 @@ def callgrind_one(tmp, backend, crt, key, pem, results, name, workload):
     ok = re.search(r"(\d+) succeeded", res)
     # The dump taken right after the requests (".out.1"), not the one written at exit.
     dumps = [f for f in os.listdir(tmp) if re.fullmatch(rf"callgrind\.{name}\.out\.\d+", f)]
-    total = sum(callgrind_total(os.path.join(tmp, f)) for f in dumps)
+    totals = {}
+    for f in dumps:
+        for event, v in callgrind_totals(os.path.join(tmp, f)).items():
+            totals[event] = totals.get(event, 0) + v
+    total = totals.get("Ir", 0)
     p.stop()
     n = int(ok.group(1)) if ok else 0
     if n == 0:
@@ -799,7 +854,13 @@ def callgrind_one(tmp, backend, crt, key, pem, results, name, workload):
     key = name if workload == "ka100" else f"{name} ({workload})"
     results["callgrind"][key] = {"requests": n, "instructions": total,
                                  "per_request": total / max(n, 1)}
-    log(f"  callgrind {key}: {n} requests, {total / max(n, 1):.0f} instructions/request")
+    misses = ""
+    if "D1mr" in totals:  # first-level data misses, and those that missed the last level too
+        d1 = (totals["D1mr"] + totals["D1mw"]) / max(n, 1)
+        ll = (totals["DLmr"] + totals["DLmw"]) / max(n, 1)
+        results["callgrind"][key].update(d1_misses=d1, ll_misses=ll)
+        misses = f", {d1:.0f} D1 and {ll:.0f} LL data misses/request"
+    log(f"  callgrind {key}: {n} requests, {total / max(n, 1):.0f} instructions/request{misses}")
     save(tmp, results)
 
 
@@ -816,6 +877,35 @@ def fmt(v, digits=3):
             return "-"
         return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
+
+
+def where_time_goes(m):
+    """Per request, medians: the proxy's user and system CPU, the backend's CPU, how often the
+    proxy was preempted, and the IP packets sent. The proxy and the backend share the server
+    CPU, which the load keeps busy, so requests/s follows 1 / (proxy CPU + backend CPU). The
+    last columns bound kedge's requests/s ratio from above: the ratio it would reach if its
+    user time fell to nothing and its system time stayed as measured."""
+    cells = [(k, r) for k, r in m.items() if "user_us" in r and "backend_us" in r]
+    if not cells:
+        return []
+    shared = len(SERVER_CPU.replace(" ", "").split(",")) == 1 and "-" not in SERVER_CPU
+    lines = ["", "Where the time goes (medians per request; µs of CPU, preemptions, packets):", "",
+             "| workload | workers | proxy | user | system | backend | preempted | packets |"
+             + (" req/s bound k/n | req/s bound k/h |" if shared else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if shared else "")]
+    for k, r in cells:
+        name, workers, workload = k.split("|")
+        row = (f"| {workload} | {workers} | {name} | {fmt(r['user_us'])} | {fmt(r['sys_us'])} | "
+               f"{fmt(r['backend_us'])} | {r['preempted']:.2f} | {r['packets']:.2f} |")
+        if shared:
+            def bound(other):
+                o = m.get(f"{other}|{workers}|{workload}")
+                if name != "kedge" or not o or "backend_us" not in o:
+                    return " |"
+                return f" {(o['cpu_us'] + o['backend_us']) / (r['sys_us'] + r['backend_us']):.2f} |"
+            row += bound("nginx") + bound("haproxy")
+        lines.append(row)
+    return lines
 
 
 def report(results):
@@ -869,6 +959,7 @@ def report(results):
                 return f"{statistics.median(pairs):.2f}" if pairs else "-"
             lines.append(f"| {workload} | {workers} | {paired(n, 'rps')} | {paired(h, 'rps')} | "
                          f"{paired(n, 'cpu_us')} | {paired(h, 'cpu_us')} | {paired(n, 'p99')} | {paired(h, 'p99')} |")
+        lines += where_time_goes(m)
     c = results["change"]
     if c:
         lines += ["", f"Change under load ({CHANGE_SECONDS} s wrk, one change every {CHANGE_INTERVAL * 1000:.0f} ms):", "",
@@ -885,8 +976,9 @@ def report(results):
     cg = results["callgrind"]
     if cg:
         lines += ["", "Callgrind, instructions per proxied request (keep-alive 100 B; tls-h2: 4 KiB, 20 streams): " +
-                  ", ".join(f"{k} {v['per_request']:.0f} instructions/request ({v['requests']} requests)"
-                            for k, v in cg.items())]
+                  ", ".join(f"{k} {v['per_request']:.0f} instructions/request ({v['requests']} requests"
+                            + (f"; {v['d1_misses']:.0f} D1, {v['ll_misses']:.0f} LL data misses" if "d1_misses" in v else "")
+                            + ")" for k, v in cg.items())]
     return "\n".join(lines)
 
 
