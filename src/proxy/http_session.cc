@@ -473,6 +473,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   ByteBuffer& up_in = conn.in;
   bool complete = false;
   bool head_sent = false;
+  bool extra = false;
   while (true) {
     auto step = response.execute(up_in.data(), up_in.size());
     if (step.event == http1::Parser::Event::Error) {
@@ -508,6 +509,10 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       complete = true;
       break;
     }
+    if (!dechunk && up_in.empty()) {
+      complete = co_await stream_body(exchange, response, until_close, extra);
+      break;
+    }
     if (!co_await exchange.read_more()) {
       if (exchange.eof() && until_close)
         complete = response.finish().event == http1::Parser::Event::MessageComplete;
@@ -516,8 +521,27 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   }
   if (!request_complete) linger_ = true;    // the upstream answered before the body ended
   if (!complete) co_return Outcome::Close;  // truncated: the client must see the cut
-  if (response.keep_alive() && !until_close && up_in.empty()) exchange.release();
+  if (response.keep_alive() && !until_close && up_in.empty() && !extra) exchange.release();
   co_return keep_alive ? Outcome::KeepAlive : Outcome::Close;
+}
+
+asio::awaitable<bool> HttpSession::stream_body(UpstreamExchange& exchange, http1::Parser& response,
+                                               bool until_close, bool& extra) {
+  BufferPool::Lease buffer = ctx_.body_buffers.take();
+  while (true) {
+    size_t n = co_await exchange.read_into(asio::buffer(buffer.data(), buffer.size()));
+    if (n == 0)
+      co_return exchange.eof() &&
+          until_close&& response.finish().event == http1::Parser::Event::MessageComplete;
+    // Within a body the parser takes every byte, up to the end of the message.
+    auto step = response.execute(buffer.data(), n);
+    if (step.event == http1::Parser::Event::Error) co_return false;
+    if (step.consumed > 0 && !co_await write_down(buffer.data(), step.consumed)) co_return false;
+    if (step.event == http1::Parser::Event::MessageComplete) {
+      extra = step.consumed < n;
+      co_return true;
+    }
+  }
 }
 
 asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {

@@ -14,6 +14,8 @@
 
 namespace kedge::proxy {
 
+class UpstreamExchange;
+
 /// One downstream HTTP/1.1 connection: reads requests, routes each on the snapshot current when
 /// its head completed, forwards it to an upstream endpoint and streams the response back.
 /// Bodies are streamed with their framing, never buffered whole. A watchdog enforces the
@@ -41,6 +43,11 @@ class HttpSession {
   boost::asio::awaitable<Outcome> proxy(const model::Route& route);
   boost::asio::awaitable<Outcome> reply(int status, bool close);
   boost::asio::awaitable<bool> write_down(const char* data, size_t size);
+  /// The rest of a response body, once the bytes read with its head are gone: read and written
+  /// through a buffer the worker lends, as it came (framing kept). Whether the body completed;
+  /// `extra`: the upstream sent bytes past the response.
+  boost::asio::awaitable<bool> stream_body(UpstreamExchange& exchange, http1::Parser& response,
+                                           bool until_close, bool& extra);
   boost::asio::awaitable<void> tunnel(upstream::Connection& up);
   boost::asio::awaitable<void> linger();
   boost::asio::awaitable<Outcome> api_proxy(const model::SnapshotConstPtr& snapshot);

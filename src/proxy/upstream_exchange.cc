@@ -223,14 +223,27 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
 }
 
 asio::awaitable<bool> UpstreamExchange::read_more() {
+  size_t n = 0;
+  if (!co_await read(free_space(conn_->in), n)) co_return false;
+  conn_->in.commit(n);
+  co_return true;
+}
+
+asio::awaitable<size_t> UpstreamExchange::read_into(asio::mutable_buffer buffer) {
+  size_t n = 0;
+  co_await read(buffer, n);
+  co_return n;
+}
+
+asio::awaitable<bool> UpstreamExchange::read(asio::mutable_buffer buffer, size_t& n) {
   deadline_.arm(Phase::UpstreamRead, read_timeout_);
-  auto [ec, n] = co_await conn_->read_some(free_space(conn_->in));
+  auto [ec, got] = co_await conn_->read_some(buffer);
   if (ec) {
     // A TLS peer that closes without close_notify ends the stream as surely as a FIN.
     eof_ = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
     co_return false;
   }
-  conn_->in.commit(n);
+  n = got;
   co_return true;
 }
 

@@ -48,6 +48,10 @@ class UpstreamExchange {
   /// More response bytes into connection().in; false at the end of the stream or on an error
   /// (eof() tells which; a timeout is neither).
   boost::asio::awaitable<bool> read_more();
+  /// More response bytes into `buffer` (not empty), for a body that goes on past what
+  /// connection().in held: how many, or 0 at the end of the stream or on an error (eof() tells
+  /// which, as for read_more()).
+  boost::asio::awaitable<size_t> read_into(boost::asio::mutable_buffer buffer);
   bool eof() const { return eof_; }
   /// The response is complete and the connection may serve another request: pool it.
   void release();
@@ -66,6 +70,8 @@ class UpstreamExchange {
   boost::asio::awaitable<bool> acquire();
   boost::asio::awaitable<bool> connect(const model::Endpoint& endpoint);
   boost::asio::awaitable<bool> send_head(std::string_view head);
+  /// One read into `buffer` under the read timeout: false at the end or on an error.
+  boost::asio::awaitable<bool> read(boost::asio::mutable_buffer buffer, size_t& n);
   void end_attempt();
   /// This attempt's pooled connection turned out closed: try again without holding it against
   /// the endpoint.

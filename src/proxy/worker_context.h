@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/buffer_pool.h"
 #include "model/snapshot.h"
 #include "proxy/client_limiter.h"
 #include "proxy/limits.h"
@@ -39,7 +40,8 @@ struct WorkerContext {
     }
     return *upstream_tls_;
   }
-  std::mt19937_64 rng;  // request ids
+  std::mt19937_64 rng;         // request ids
+  BufferPool body_buffers{8};  // lent to response bodies longer than a connection's buffer
   bool draining = false;
   // Open client connections, for a drain to close the idle ones. Owned by the worker and
   // outliving the io_context, whose destruction may destroy sessions after this context.

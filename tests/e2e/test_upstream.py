@@ -69,6 +69,77 @@ def test_chunked_response_to_http11_client(env, backends):
         c.close()
 
 
+LONG = bytes(range(256)) * 4096  # 1 MiB, every byte value: longer than any one read
+
+
+def long_reply(head: bytes, body: bytes, after: bytes = b""):
+    """The head first, the body a moment later (so it is not read with the head), then `after`."""
+    def handler(sock, _):
+        sock.sendall(head)
+        time.sleep(0.05)
+        sock.sendall(body + after)
+    return handler
+
+
+def get_long_bodies(k, n: int) -> None:
+    """`n` requests on one client connection, each answered with LONG."""
+    c = k.connection()
+    try:
+        for i in range(n):
+            r = k.request("raw.test", f"/{i}", conn=c)
+            assert r.status == 200
+            assert r.body == LONG
+    finally:
+        c.close()
+
+
+def test_long_body_arrives_whole_and_the_connection_serves_the_next(env, backends):
+    b = backends(long_reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(LONG), LONG))
+    get_long_bodies(serve_raw(env, b), 3)
+    assert b.connections == 1, "the upstream connection was not pooled after a long body"
+
+
+def test_long_chunked_body_keeps_its_framing(env, backends):
+    pieces = [LONG[i:i + 100_000] for i in range(0, len(LONG), 100_000)]
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    b = backends(long_reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", framed))
+    k = serve_raw(env, b)
+    s = raw_connect(k.http_port)
+    with s:
+        f = s.makefile("rb")
+        for _ in range(2):
+            s.sendall(b"GET /chunks HTTP/1.1\r\nHost: raw.test\r\n\r\n")
+            status = f.readline()
+            assert status.startswith(b"HTTP/1.1 200"), status
+            for _ in range(100):
+                if f.readline() == b"\r\n":
+                    break
+            assert f.read(len(framed)) == framed  # chunk for chunk, as the upstream sent it
+    assert b.connections == 1
+
+
+def test_bytes_past_a_long_body_do_not_reach_the_next_request(env, backends):
+    """An upstream that sends more than its response said: the response ends where its length
+    says, and the connection, holding bytes no request asked for, is not used again."""
+    junk = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    b = backends(long_reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(LONG), LONG,
+                            after=junk))
+    get_long_bodies(serve_raw(env, b), 2)
+    assert b.connections == 2
+
+
+def test_long_body_delimited_by_close(env, backends):
+    def until_close(sock, _):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        time.sleep(0.05)
+        sock.sendall(LONG)
+        return False  # closes: the end of the body
+    k = serve_raw(env, backends(until_close))
+    r = k.request("raw.test", "/eof")
+    assert r.status == 200
+    assert r.body == LONG
+
+
 def test_chunked_response_decoded_for_http10_client(env, backends):
     k = serve_raw(env, backends(reply(CHUNKED)))
     s = raw_connect(k.http_port)
