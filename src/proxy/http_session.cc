@@ -386,29 +386,43 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
         if (!co_await write_down(kContinue.data(), kContinue.size())) co_return Outcome::Close;
       }
       bool body_done = false;
+      std::optional<BufferPool::Lease> lease;
       while (!body_done) {
-        if (!in_.empty()) {
-          auto step = request_.execute(in_.data(), in_.size());
-          if (step.event == http1::Parser::Event::Error)
-            co_return co_await local(request_.error_status(), true);
-          if (max_body > 0 && request_.body_bytes() > static_cast<uint64_t>(max_body))
-            co_return co_await local(413, true);
-          bool sent = co_await exchange.write(std::string_view(in_.data(), step.consumed));
-          in_.consume(step.consumed);
-          if (!sent) break;  // the upstream may still have answered (e.g. 413): read it below
-          if (step.event == http1::Parser::Event::MessageComplete) {
-            request_.resume();
-            body_done = true;
+        std::string_view bytes(in_.data(), in_.size());  // to parse and forward
+        const bool lent =
+            bytes.empty() && !chunked && content_length - request_.body_bytes() > in_.writable();
+        if (bytes.empty()) {
+          arm(Phase::ClientBody, limits.client_body_timeout);
+          // A long body with a length goes through a lent 64 KiB buffer, read up to its end and
+          // no further: what follows it is the next request's, and belongs in in_.
+          if (lent && !lease) lease.emplace(ctx_.body_buffers.take());
+          auto room = lent ? asio::buffer(lease->data(),
+                                          std::min<uint64_t>(content_length - request_.body_bytes(),
+                                                             BufferPool::Lease::size()))
+                           : free_space(in_);
+          auto [rec, rn] = co_await down_.read_some(room);
+          if (rec) {
+            if (timed_out(Phase::ClientBody)) co_return co_await local(408, true);
+            co_return Outcome::Close;
+          }
+          if (!lent) {
+            in_.commit(rn);
             continue;
           }
+          bytes = std::string_view(lease->data(), rn);
         }
-        arm(Phase::ClientBody, limits.client_body_timeout);
-        auto [rec, rn] = co_await down_.read_some(free_space(in_));
-        if (rec) {
-          if (timed_out(Phase::ClientBody)) co_return co_await local(408, true);
-          co_return Outcome::Close;
+        auto step = request_.execute(bytes.data(), bytes.size());
+        if (step.event == http1::Parser::Event::Error)
+          co_return co_await local(request_.error_status(), true);
+        if (max_body > 0 && request_.body_bytes() > static_cast<uint64_t>(max_body))
+          co_return co_await local(413, true);
+        bool sent = co_await exchange.write(bytes.substr(0, step.consumed));
+        if (!lent) in_.consume(step.consumed);
+        if (!sent) break;  // the upstream may still have answered (e.g. 413): read it below
+        if (step.event == http1::Parser::Event::MessageComplete) {
+          request_.resume();
+          body_done = true;
         }
-        in_.commit(rn);
       }
       request_complete = body_done;  // if not, the upstream's answer is the last on this connection
     }

@@ -41,7 +41,7 @@ struct WorkerContext {
     return *upstream_tls_;
   }
   std::mt19937_64 rng;         // request ids
-  BufferPool body_buffers{8};  // lent to response bodies longer than a connection's buffer
+  BufferPool body_buffers{8};  // lent to HTTP/1.x bodies longer than a connection's buffer
   bool draining = false;
   // Open client connections, for a drain to close the idle ones. Owned by the worker and
   // outliving the io_context, whose destruction may destroy sessions after this context.

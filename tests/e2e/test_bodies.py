@@ -60,6 +60,24 @@ def test_upload_content_length(unlimited, big_file):
     assert body["body_sha256"] == digest
 
 
+def test_long_body_with_a_length_then_a_pipelined_request(unlimited):
+    """A body longer than a connection's buffer, sent in one write with the next request behind
+    it: the body goes upstream whole, and the request after it is read as one."""
+    body = bytes(range(256)) * 1000 + b"tail"  # 256,004 bytes, past any one read
+    first = (b"POST /long HTTP/1.1\r\nHost: body.test\r\nContent-Length: %d\r\n\r\n" % len(body)
+             + body)
+    second = b"GET /after HTTP/1.1\r\nHost: body.test\r\n\r\n"
+    s = raw_connect(unlimited.http_port)
+    with s:
+        s.sendall(first + second)
+        f = s.makefile("rb")
+        a, b = read_response(f), read_response(f)
+    assert a.status == 200 and b.status == 200
+    assert a.json()["body_bytes"] == len(body)
+    assert a.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert b.json()["path"] == "/after" and b.json()["body_bytes"] == 0
+
+
 def test_upload_chunked(unlimited, big_file):
     path, size, digest = big_file
     body = curl_json(["-H", "Host: body.test", "-H", "Transfer-Encoding: chunked", "-H", "Expect:",
