@@ -544,9 +544,10 @@ asio::awaitable<bool> HttpSession::stream_body(UpstreamExchange& exchange, http1
   BufferPool::Lease buffer = ctx_.body_buffers.take();
   while (true) {
     size_t n = co_await exchange.read_into(asio::buffer(buffer.data(), buffer.size()));
-    if (n == 0)
-      co_return exchange.eof() &&
-          until_close&& response.finish().event == http1::Parser::Event::MessageComplete;
+    if (n == 0) {  // the end of the stream completes only a body delimited by it
+      if (!exchange.eof() || !until_close) co_return false;
+      co_return response.finish().event == http1::Parser::Event::MessageComplete;
+    }
     // Within a body the parser takes every byte, up to the end of the message.
     auto step = response.execute(buffer.data(), n);
     if (step.event == http1::Parser::Event::Error) co_return false;
