@@ -175,7 +175,7 @@ def preemptions(root):
         except OSError:
             continue
         for t in tids:
-            n += status_kb_path(f"/proc/{p}/task/{t}/status", "nonvoluntary_ctxt_switches")
+            n += status_field(f"/proc/{p}/task/{t}/status", "nonvoluntary_ctxt_switches")
     return n
 
 
@@ -187,10 +187,11 @@ def ip_packets_sent():
 
 
 def status_kb(pid, key):
-    return status_kb_path(f"/proc/{pid}/status", key)
+    return status_field(f"/proc/{pid}/status", key)
 
 
-def status_kb_path(path, key):
+def status_field(path, key):
+    """The number after `key:` in a /proc status file (kB for the memory fields), or 0."""
     try:
         with open(path) as f:
             for line in f:

@@ -389,16 +389,15 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
       std::optional<BufferPool::Lease> lease;
       while (!body_done) {
         std::string_view bytes(in_.data(), in_.size());  // to parse and forward
-        const bool lent =
-            bytes.empty() && !chunked && content_length - request_.body_bytes() > in_.writable();
+        const uint64_t left = chunked ? 0 : content_length - request_.body_bytes();
+        const bool lent = bytes.empty() && left > in_.writable();
         if (bytes.empty()) {
           arm(Phase::ClientBody, limits.client_body_timeout);
           // A long body with a length goes through a lent 64 KiB buffer, read up to its end and
           // no further: what follows it is the next request's, and belongs in in_.
           if (lent && !lease) lease.emplace(ctx_.body_buffers.take());
           auto room = lent ? asio::buffer(lease->data(),
-                                          std::min<uint64_t>(content_length - request_.body_bytes(),
-                                                             BufferPool::Lease::size()))
+                                          std::min<uint64_t>(left, BufferPool::Lease::size()))
                            : free_space(in_);
           auto [rec, rn] = co_await down_.read_some(room);
           if (rec) {
