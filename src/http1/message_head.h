@@ -67,6 +67,8 @@ class MessageHead {
   std::string_view view(Span s) const { return {storage_.data() + s.offset, s.length}; }
   void append(Span& span, std::string_view s);
 
+  friend class Parser;  // its fast path fills a head from one copy of the bytes
+
   std::string storage_;
   Span method_, target_, reason_;
   std::vector<Field> fields_;

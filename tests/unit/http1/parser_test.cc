@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,8 +22,13 @@ struct Message {
   std::string body;
   uint64_t body_bytes = 0;
   bool keep_alive = false;
+  bool keep_alive_after = false;  // keep_alive() once the message is complete and resumed
   bool chunked = false;
+  bool upgrade = false;
+  bool until_close = false;
+  std::optional<uint64_t> length;
   bool complete = false;
+  bool operator==(const Message&) const = default;
 };
 
 struct Trace {
@@ -30,6 +36,11 @@ struct Trace {
   std::vector<Event> events;  // HeadersComplete / MessageComplete / Error, in order
   bool error = false;
   int error_status = 0;
+  bool operator==(const Trace& o) const {
+    return messages == o.messages && events == o.events && error == o.error &&
+           error_status == o.error_status;
+  }
+  std::vector<bool> fast;  // per message: whether the fast path parsed it (not compared)
 };
 
 /// Drives a Parser the way the proxy does: append what arrives, execute until NeedMore, resume
@@ -78,6 +89,10 @@ Trace drive(Parser& p, std::string_view input, size_t chunk = 0, bool finish = f
         for (size_t i = 0; i < h.size(); ++i) current->fields.emplace_back(h.name(i), h.value(i));
         current->keep_alive = p.keep_alive();
         current->chunked = p.chunked();
+        current->upgrade = p.upgrade();
+        current->until_close = p.body_until_close();
+        current->length = p.content_length();
+        run.fast.push_back(p.fast_path_taken());
       } else {
         EXPECT_NE(current, nullptr);
         if (current) {
@@ -86,6 +101,8 @@ Trace drive(Parser& p, std::string_view input, size_t chunk = 0, bool finish = f
         }
       }
       p.resume();
+      if (step.event == Event::MessageComplete && current)
+        current->keep_alive_after = p.keep_alive();
     }
     pending.erase(0, off);
     if (fed == input.size()) break;
@@ -654,6 +671,218 @@ TEST(ParserRequest, SpaceInAFieldNameIsRejected) {
     auto step = p.execute(req.data(), req.size());
     EXPECT_EQ(step.event, Parser::Event::Error);
     EXPECT_EQ(p.error_status(), 400);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast path gives llhttp's answer
+
+/// Parses `input` with the fast path and with llhttp alone, fed whole and 7 bytes at a time, and
+/// expects the same messages, events and errors from all four. Returns the whole-feed trace.
+Trace expect_same_as_llhttp(Parser::Type type, std::string_view input, bool no_body = false) {
+  Trace first;
+  for (size_t chunk : {size_t{0}, size_t{7}}) {
+    Parser fast(type, 512), slow(type, 512);
+    slow.set_fast_path(false);
+    fast.set_no_body(no_body);
+    slow.set_no_body(no_body);
+    Trace a = drive(fast, input, chunk, true);
+    Trace b = drive(slow, input, chunk, true);
+    EXPECT_TRUE(a == b) << "chunk " << chunk << ", input: " << ::testing::PrintToString(input);
+    for (bool f : b.fast) EXPECT_FALSE(f);
+    if (chunk == 0) first = a;
+  }
+  return first;
+}
+
+TEST(ParserFastPath, TakesPlainMessagesAndReadsThemAsLlhttpDoes) {
+  Trace r = expect_same_as_llhttp(
+      Parser::Type::Request,
+      "GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-Empty:\r\nX-Tab:\tv w\r\n\r\n"
+      "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+      "GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+  ASSERT_EQ(r.messages.size(), 3u);
+  EXPECT_EQ(r.fast, (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(r.messages[0].target, "/a?b=c");
+  ASSERT_EQ(r.messages[0].fields.size(), 3u);
+  EXPECT_EQ(r.messages[0].fields[1], (std::pair<std::string, std::string>{"X-Empty", ""}));
+  EXPECT_EQ(r.messages[0].fields[2], (std::pair<std::string, std::string>{"X-Tab", "v w"}));
+  EXPECT_EQ(r.messages[1].body, "hello");
+  EXPECT_EQ(r.messages[1].length, 5u);
+  EXPECT_TRUE(r.messages[2].keep_alive);
+
+  Trace s = expect_same_as_llhttp(Parser::Type::Response,
+                                  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+                                  "HTTP/1.1 204 No Content\r\n\r\n"
+                                  "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"
+                                  "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(s.messages.size(), 4u);
+  EXPECT_EQ(s.fast, (std::vector<bool>{true, true, true, true}));
+  EXPECT_EQ(s.messages[0].body, "hi");
+  EXPECT_EQ(s.messages[2].body_bytes, 0u);
+  EXPECT_EQ(s.messages[3].status, 404);
+}
+
+TEST(ParserFastPath, HandsAnythingElseToLlhttpAndTakesTheNextPlainMessage) {
+  Trace r = expect_same_as_llhttp(
+      Parser::Type::Request,
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x\r\n\r\n"
+      "GET /last HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.fast, (std::vector<bool>{true, false, false, true}));
+  EXPECT_EQ(r.messages[1].body, "abc");
+  EXPECT_EQ(r.messages[3].target, "/last");
+
+  // A response without a length runs until close: llhttp's, whatever came before.
+  Trace s = expect_same_as_llhttp(Parser::Type::Response,
+                                  "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+                                  "HTTP/1.1 200 OK\r\n\r\nto the end");
+  EXPECT_EQ(s.fast, (std::vector<bool>{true, false}));
+  ASSERT_EQ(s.messages.size(), 2u);
+  EXPECT_EQ(s.messages[1].body, "to the end");
+  EXPECT_TRUE(s.messages[1].until_close);
+}
+
+TEST(ParserFastPath, AnswersToHeadAndWhatFollowsAClose) {
+  Trace s = expect_same_as_llhttp(Parser::Type::Response,
+                                  "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true);
+  ASSERT_EQ(s.messages.size(), 1u);
+  EXPECT_TRUE(s.messages[0].complete);
+  EXPECT_EQ(s.messages[0].length, 100u);
+  EXPECT_EQ(s.fast, (std::vector<bool>{true}));
+  // After "Connection: close" llhttp ignores what follows; so does the fast path.
+  Trace r = expect_same_as_llhttp(Parser::Type::Request,
+                                  "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+                                  "GET /smuggled HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_FALSE(r.messages[0].keep_alive);
+  EXPECT_EQ(r.fast, (std::vector<bool>{true}));
+}
+
+// Each template has one '@'. Every byte value, and nothing, goes in its place; with the fast path
+// or without, the parser must say the same. The plain letter must take the fast path.
+TEST(ParserFastPath, EveryByteInEveryPlaceGetsLlhttpsAnswer) {
+  struct Template {
+    Parser::Type type;
+    std::string_view text;
+    int plain;  // a byte the fast path takes there, or -1
+    bool no_body = false;
+  };
+  const auto req = Parser::Type::Request, res = Parser::Type::Response;
+  const Template templates[] = {
+      {req, "G@T / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'E'},
+      {req, "GET@/ HTTP/1.1\r\nHost: a\r\n\r\n", ' '},
+      {req, "GET @ HTTP/1.1\r\nHost: a\r\n\r\n", '/'},
+      {req, "GET /a@b HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'x'},
+      {req, "GET /@ HTTP/1.1\r\n\r\n", 'x'},
+      {req, "GET / HTTP/1.1@\n\r\n", '\r'},
+      {req, "GET / HTTP/1.@\r\nHost: a\r\n\r\n", '1'},
+      {req, "GET / HTTP/@.1\r\nHost: a\r\n\r\n", '1'},
+      {req, "GET / HTTP/1.1\r@Host: a\r\n\r\n", '\n'},
+      {req, "GET / HTTP/1.1\r\n@Host: a\r\n\r\n", 'X'},
+      {req, "GET / HTTP/1.1\r\nHo@st: a\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'x'},
+      {req, "GET / HTTP/1.1\r\nHost@ a\r\n\r\n", ':'},
+      {req, "GET / HTTP/1.1\r\nHost:@a\r\n\r\n", ' '},
+      {req, "GET / HTTP/1.1\r\nHost: a@b\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'x'},
+      {req, "GET / HTTP/1.1\r\nHost: ab@\r\n\r\n", 'x'},
+      {req, "GET / HTTP/1.1\r\nHost: a\r\n@: b\r\n\r\n", 'X'},
+      {req, "GET / HTTP/1.1\r\nHost: a\r\n\r@", '\n'},
+      {req, "GET / HTTP/1.1\r\n\r\n@GET /2 HTTP/1.1\r\n\r\n", 'G'},
+      {req, "POST / HTTP/1.1\r\nContent-Length: 1@\r\n\r\n0123456789abcdef", '0'},
+      {req, "POST / HTTP/1.1\r\nContent-Length:@2\r\n\r\n0123456789abcdef", ' '},
+      {req, "POST / HTTP/1.1\r\nContent-Lengt@: 2\r\n\r\n0123456789abcdef", 'h'},
+      {req, "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: @\r\n\r\nabcd", -1},
+      {req, "GET / HTTP/1.1\r\nConnection: clos@\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'e'},
+      {req, "GET / HTTP/1.0\r\nConnection: keep-aliv@\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'e'},
+      {req, "GET / HTTP/1.1\r\nConnectio@: x\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 'x'},
+      {req, "GET / HTTP/1.1\r\nTransfer-Encodin@: chunked\r\n\r\n0\r\n\r\n", 'x'},
+      {req, "GET / HTTP/1.1\r\nUpgrad@: websocket\r\n\r\n", 'x'},
+      {res, "HTTP/1.1 2@0 OK\r\nContent-Length: 2\r\n\r\nhi", '0'},
+      {res, "HTTP/1.1 @00 OK\r\nContent-Length: 2\r\n\r\nhi", '2'},
+      {res, "HTTP/1.1 200@OK\r\nContent-Length: 2\r\n\r\nhi", ' '},
+      {res, "HTTP/1.1 200 O@K\r\nContent-Length: 2\r\n\r\nhi", 'x'},
+      {res, "HTTP/1.1 200 OK@\r\nContent-Length: 2\r\n\r\nhi", 'x'},
+      {res, "HTTP/1.@ 200 OK\r\nContent-Length: 2\r\n\r\nhi", '0'},
+      {res, "HTTP/1.1 200 OK\r\nX-@: 1\r\nContent-Length: 2\r\n\r\nhi", 'x'},
+      {res, "HTTP/1.1 200 OK\r\nX: @\r\nContent-Length: 2\r\n\r\nhi", 'x'},
+      {res, "HTTP/1.1 200 OK\r\nContent-Length: @\r\n\r\nhi", '2'},
+      {res, "HTTP/1.1 200 OK\r\nContent-Length: 2@\r\n\r\nhi", '0'},
+      {res, "HTTP/1.1 20@ OK\r\nContent-Length: 2\r\n\r\nhi", '0', true},
+      {res, "HTTP/1.1 30@ Not Modified\r\nContent-Length: 2\r\n\r\nhi", '4'},
+      {res, "HTTP/1.1 20@ OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n\r\n", '0'},
+  };
+  for (const Template& t : templates) {
+    size_t at = t.text.find('@');
+    ASSERT_NE(at, std::string_view::npos);
+    std::string input(t.text);
+    SCOPED_TRACE(::testing::PrintToString(input));
+    input.erase(at, 1);
+    expect_same_as_llhttp(t.type, input, t.no_body);
+    input.insert(at, 1, '@');
+    for (int b = 0; b < 256; ++b) {
+      input[at] = static_cast<char>(b);
+      Trace r = expect_same_as_llhttp(t.type, input, t.no_body);
+      if (b == static_cast<unsigned char>(t.plain) && t.plain >= 0) {
+        ASSERT_FALSE(r.fast.empty());
+        EXPECT_TRUE(r.fast[0]) << "the plain byte " << b << " should take the fast path";
+      }
+    }
+  }
+}
+
+// Targets, field names, values and reasons are checked 16 bytes at a time: every byte at every
+// offset of a run longer than that must still get llhttp's answer.
+TEST(ParserFastPath, EveryByteAtEveryOffsetOfALongRun) {
+  const std::string run(40, 'a');
+  for (size_t offset = 0; offset < run.size(); ++offset) {
+    std::string r = run;
+    r[offset] = '@';
+    const std::string inputs[][2] = {
+        {"GET /" + r + " HTTP/1.1\r\nHost: a\r\n\r\n", "q"},
+        {"GET / HTTP/1.1\r\nX-Long: " + r + "\r\nHost: a\r\n\r\n", "s"},
+        {"GET / HTTP/1.1\r\nX-" + r + ": 1\r\nHost: a\r\n\r\n", "t"},
+        {"HTTP/1.1 200 " + r + "\r\nContent-Length: 1\r\n\r\nx", "s"},
+    };
+    for (const auto& [text, kind] : inputs) {
+      std::string input = text;
+      size_t at = input.find('@');
+      SCOPED_TRACE(::testing::PrintToString(input));
+      auto type = text.starts_with("HTTP/") ? Parser::Type::Response : Parser::Type::Request;
+      for (int b = 0; b < 256; ++b) {
+        input[at] = static_cast<char>(b);
+        Trace t = expect_same_as_llhttp(type, input);
+        // A space is a value's or a reason's, but not at its end: llhttp decides whether to trim.
+        bool inner = offset + 1 < run.size();
+        bool plain = b == 'x' || b == '%' || b == '-' || b == '_' || b == '7';
+        if (plain || (kind == "s" && b == ' ' && inner)) {
+          ASSERT_FALSE(t.fast.empty());
+          EXPECT_TRUE(t.fast[0]) << "byte " << b;
+        }
+      }
+    }
+  }
+}
+
+// Callers decide whether to keep the connection after the message is over and resumed.
+TEST(ParserFastPath, KeepAliveStillAnswersAfterTheMessage) {
+  const std::string_view inputs[] = {
+      "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+      "GET / HTTP/1.0\r\n\r\n",
+      "GET / HTTP/1.1\r\n\r\n",
+  };
+  for (std::string_view input : inputs) {
+    for (auto mode : kModes) {
+      SCOPED_TRACE(::testing::PrintToString(input) + mode.name);
+      Parser p(Parser::Type::Request, 1024);
+      Trace r = drive(p, input, mode.chunk);
+      ASSERT_EQ(r.messages.size(), 1u);
+      EXPECT_TRUE(r.messages[0].complete);
+      EXPECT_EQ(r.messages[0].keep_alive_after, r.messages[0].keep_alive);
+      EXPECT_EQ(r.messages[0].keep_alive, input.ends_with("HTTP/1.1\r\n\r\n"));
+    }
   }
 }
 
