@@ -231,15 +231,32 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
     authority = host_field;
   }
   bool bad_host = (head.version_minor >= 1 && (!found_host || head.count("host") > 1));
-  if (bad_host || !model::normalize_host(authority, host_) ||
-      !(model::normalize_path(target, path_) || (target == "*" && head.method() == "OPTIONS"))) {
-    ctx_.stats.unrouted[400]++;
-    co_return co_await reply(400, true);
+  const bool memo = !bad_host && memo_.valid && memo_.epoch == ctx_.snapshot_epoch &&
+                    memo_.authority == authority && memo_.target == target;
+  bool path_ok = true;
+  if (!memo) {
+    memo_.valid = false;
+    path_ok = model::normalize_path(target, path_);
+    if (bad_host || !model::normalize_host(authority, host_) ||
+        !(path_ok || (target == "*" && head.method() == "OPTIONS"))) {
+      ctx_.stats.unrouted[400]++;
+      co_return co_await reply(400, true);
+    }
   }
 
   model::SnapshotConstPtr snapshot = ctx_.snapshot;  // this request keeps its snapshot
   if (!listener_.api_proxy_token.empty()) co_return co_await api_proxy(snapshot);
-  const model::Route* route = snapshot ? snapshot->route(host_, path_) : nullptr;
+  const model::Route* route = memo_.route;
+  if (!memo) {
+    route = snapshot ? snapshot->route(host_, path_) : nullptr;
+    if (path_ok) {
+      memo_.valid = true;
+      memo_.epoch = ctx_.snapshot_epoch;
+      memo_.authority.assign(authority);
+      memo_.target.assign(target);
+      memo_.route = route;
+    }
+  }
   bool has_body = request_.chunked() || request_.content_length().value_or(0) > 0;
   if (down_.is_tls() && !down_.server_name().empty() && host_ != down_.server_name()) {
     // Another host on this TLS connection (HTTP/2 coalescing, or a client's mistake) is routed

@@ -69,6 +69,15 @@ class HttpSession {
   std::string request_id_;
   std::string host_;
   std::string path_;
+  /// The last request's authority and target, as sent, and the route they led to under the
+  /// worker's snapshot of `epoch`: keep-alive clients mostly repeat them, and then host_, path_
+  /// and the route are still what normalising and routing again would give.
+  struct RouteMemo {
+    bool valid = false;
+    uint64_t epoch = 0;
+    std::string authority, target;
+    const model::Route* route = nullptr;
+  } memo_;
   std::string target_override_;  // the API proxy's rewritten target
   std::string up_head_;          // the request head as sent upstream (kept for retries)
   std::string out_;              // scratch for heads written downstream

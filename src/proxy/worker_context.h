@@ -24,8 +24,14 @@ struct WorkerContext {
       : limits(l), client_limiter(client_limiter), upstreams(l), rng(std::random_device{}()) {}
 
   const Limits& limits;
-  ClientLimiter& client_limiter;     // shared by every worker
-  model::SnapshotConstPtr snapshot;  // swapped by a task the control thread posts
+  ClientLimiter& client_limiter;  // shared by every worker
+  model::SnapshotConstPtr
+      snapshot;                 // swapped by set_snapshot(), in a task the control thread posts
+  uint64_t snapshot_epoch = 0;  // how many swaps: what a connection's memo of a route keys on
+  void set_snapshot(model::SnapshotConstPtr s) {
+    snapshot = std::move(s);
+    ++snapshot_epoch;
+  }
   upstream::Upstreams upstreams;
   Stats stats;
   /// The client TLS context for HTTPS and GRPCS upstreams, made on first use.

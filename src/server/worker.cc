@@ -82,7 +82,7 @@ void Worker::start() {
 void Worker::publish(model::SnapshotConstPtr snapshot) {
   asio::post(ioc_, [this, snapshot = std::move(snapshot)]() mutable {
     ctx_.stats.snapshot_generation = snapshot->generation;
-    ctx_.snapshot = std::move(snapshot);
+    ctx_.set_snapshot(std::move(snapshot));
   });
 }
 

@@ -151,3 +151,33 @@ def test_new_subfolder_is_watched(env):
               ingress("sub", [("sub.test", [path_rule("/", "sub")])]))
     poll(lambda: k.service_of("sub.test") == "sub", timeout(3), interval=0.01,
          what="an Ingress in a new subfolder")
+
+
+def test_a_keep_alive_connection_follows_each_change(env):
+    """A connection routes each request on the configuration current when its head arrives,
+    however often it asked the same before: after a change, the next request on a connection
+    that stayed open takes the new route."""
+    one, two = env.echo("one"), env.echo("two")
+    env.write("apps.yaml", service("one"), endpoint_slice("one", one.port, [one.endpoint()]),
+              service("two"), endpoint_slice("two", two.port, [two.endpoint()]))
+    env.write("ingress.yaml", ingress("site", [("first.test", [path_rule("/", "one")]),
+                                               ("second.test", [path_rule("/", "two")])]))
+    k = env.kedge()
+    conn = k.connection(timeout_s=5)
+    try:
+        def served(host: str, path: str = "/") -> str:
+            r = k.request(host, path, conn=conn)
+            assert r.status == 200, (host, path, r.status)
+            return r.json()["service"]
+
+        hosts = ["first.test", "first.test", "second.test", "first.test", "FIRST.test:80"]
+        assert [served(h) for h in hosts] == ["one", "one", "two", "one", "one"]
+        assert served("first.test", "/a") == "one"
+        env.write("ingress.yaml", ingress("site", [("first.test", [path_rule("/", "two")]),
+                                                   ("second.test", [path_rule("/", "one")])]))
+        poll(lambda: served("first.test", "/a") == "two", RELOAD_BOUND_S, interval=0.01,
+             what="the open connection to take the new route")
+        assert served("second.test") == "one"
+        assert served("first.test", "/a") == "two"
+    finally:
+        conn.close()
