@@ -6,22 +6,39 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
 
 namespace kedge::server {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+namespace {
+int make_eventfd() {
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  return fd;
+}
+}  // namespace
+
 Worker::Worker(int index, const proxy::Limits& limits, proxy::ClientLimiter& client_limiter)
-    : index_(index), ctx_(limits, client_limiter) {
+    : index_(index),
+      mail_fd_(make_eventfd()),
+      mail_reader_(ioc_, mail_fd_),
+      ctx_(limits, client_limiter) {
   ctx_.sessions = &sessions_;
 }
 
 Worker::~Worker() {
-  ioc_.stop();
+  send([this] { ioc_.stop(); });  // a loop that already ended (drained) has nothing to stop
   join();
   // Sessions cut off at the end of a drain are destroyed here, while ctx_ still exists (the
   // io_context would only destroy them after ctx_, in its own destructor).
@@ -42,7 +59,35 @@ uint16_t Worker::listen(const tcp::endpoint& endpoint, proxy::ListenerInfo info)
   return l.info.port;
 }
 
+void Worker::send(std::function<void()> task) {
+  {
+    std::lock_guard lock(mail_mutex_);
+    mail_.push_back(std::move(task));
+  }
+  uint64_t one = 1;
+  // Only a counter at its limit refuses a write, and then the loop has a wake-up pending anyway.
+  [[maybe_unused]] ssize_t n = ::write(mail_fd_, &one, sizeof one);
+}
+
+asio::awaitable<void> Worker::read_mail() {
+  std::vector<std::function<void()>> tasks;
+  while (true) {
+    auto [ec] = co_await mail_reader_.async_wait(asio::posix::descriptor::wait_read,
+                                                 asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    uint64_t count;
+    [[maybe_unused]] ssize_t n = ::read(mail_fd_, &count, sizeof count);  // resets the counter
+    {
+      std::lock_guard lock(mail_mutex_);
+      tasks.swap(mail_);
+    }
+    for (auto& task : tasks) task();
+    tasks.clear();
+  }
+}
+
 void Worker::start() {
+  asio::co_spawn(ioc_, read_mail(), asio::detached);
   for (Listener& l : listeners_) {
     asio::co_spawn(
         ioc_,
@@ -80,7 +125,7 @@ void Worker::start() {
 }
 
 void Worker::publish(model::SnapshotConstPtr snapshot) {
-  asio::post(ioc_, [this, snapshot = std::move(snapshot)]() mutable {
+  send([this, snapshot = std::move(snapshot)]() mutable {
     ctx_.stats.snapshot_generation = snapshot->generation;
     ctx_.set_snapshot(std::move(snapshot));
   });
@@ -89,12 +134,12 @@ void Worker::publish(model::SnapshotConstPtr snapshot) {
 std::future<proxy::Stats> Worker::stats() {
   auto promise = std::make_shared<std::promise<proxy::Stats>>();
   auto future = promise->get_future();
-  asio::post(ioc_, [this, promise] { promise->set_value(ctx_.stats); });
+  send([this, promise] { promise->set_value(ctx_.stats); });
   return future;
 }
 
 void Worker::drain(std::chrono::milliseconds grace) {
-  asio::post(ioc_, [this, grace] {
+  send([this, grace] {
     ctx_.draining = true;
     for (Listener& l : listeners_) {
       boost::system::error_code ignored;
