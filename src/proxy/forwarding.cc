@@ -1,6 +1,7 @@
 #include "proxy/forwarding.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -75,13 +76,28 @@ void append_status_line(std::string& out, int status, std::string_view reason) {
   out.append(reason).append("\r\n");
 }
 
-void make_request_id(uint64_t high, uint64_t low, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.resize(32);
-  for (int i = 0; i < 16; ++i) {
-    out[15 - i] = kHex[(high >> (4 * i)) & 15];
-    out[31 - i] = kHex[(low >> (4 * i)) & 15];
+namespace {
+/// "000102...ff": the two hex digits of each byte value.
+constexpr std::array<char, 512> make_hex_pairs() {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (int b = 0; b < 256; ++b) {
+    t[2 * b] = kHex[b >> 4];
+    t[2 * b + 1] = kHex[b & 15];
   }
+  return t;
+}
+constexpr std::array<char, 512> kHexPairs = make_hex_pairs();
+
+void put_hex(uint64_t x, char* out) {  // 16 digits, most significant first
+  for (int i = 7; i >= 0; --i, x >>= 8) std::memcpy(out + 2 * i, &kHexPairs[2 * (x & 0xff)], 2);
+}
+}  // namespace
+
+void make_request_id(uint64_t high, uint64_t low, std::string& out) {
+  out.resize(32);
+  put_hex(high, out.data());
+  put_hex(low, out.data() + 16);
 }
 
 void append_forwarding_fields(std::string& out, std::string_view request_id,

@@ -345,18 +345,19 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
   std::string_view method, scheme, authority, path, host_field;
   bool found_host = false;
   for (auto& h : s.headers) {
-    if (h.name == ":method")
+    std::string_view name = h.name;  // compared by length first, not through strlen
+    if (name == ":method")
       method = h.value;
-    else if (h.name == ":scheme")
+    else if (name == ":scheme")
       scheme = h.value;
-    else if (h.name == ":authority")
+    else if (name == ":authority")
       authority = h.value;
-    else if (h.name == ":path")
+    else if (name == ":path")
       path = h.value;
-    else if (h.name == "host" && !found_host) {
+    else if (name == "host" && !found_host) {
       host_field = h.value;
       found_host = true;
-    } else if (h.name == "x-request-id" && !h.value.empty() && h.value.size() <= 128) {
+    } else if (name == "x-request-id" && !h.value.empty() && h.value.size() <= 128) {
       s.request_id = h.value;
     }
   }
@@ -364,13 +365,23 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
   s.method = method;
   if (method == "CONNECT") co_return local(s, 405);
   if (authority.empty()) authority = host_field;
-  std::string host, norm_path;
-  if (!model::normalize_host(authority, host) || !model::normalize_path(path, norm_path))
-    co_return local(s, 400);
+  // Streams of one connection mostly name the same authority and path: see RouteMemo.
+  const bool memo = memo_.hit(ctx_.snapshot_epoch, authority, path);
+  std::string norm_path;
+  if (!memo) {
+    memo_.valid = false;
+    if (!model::normalize_host(authority, memo_.host) || !model::normalize_path(path, norm_path))
+      co_return local(s, 400);
+  }
+  const std::string host = memo_.host;  // this stream's own: the memo may change while it runs
 
   model::SnapshotConstPtr snapshot = ctx_.snapshot;  // this request keeps its snapshot
   if (!listener_.api_proxy_token.empty()) co_return local(s, 404);
-  const model::Route* route = snapshot ? snapshot->route(host, norm_path) : nullptr;
+  const model::Route* route = memo_.route;
+  if (!memo) {
+    route = snapshot ? snapshot->route(host, norm_path) : nullptr;
+    memo_.store(ctx_.snapshot_epoch, authority, path, route);
+  }
   if (down_.is_tls() && !down_.server_name().empty() && host != down_.server_name()) {
     const tls::ServerContext* cert =
         down_.handshake_snapshot()->certificate_for(down_.server_name());

@@ -4,6 +4,7 @@
 #include "http2/server_codec.h"
 #include "proxy/deadline.h"
 #include "proxy/downstream_stream.h"
+#include "proxy/route_memo.h"
 #include "proxy/worker_context.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -62,6 +63,7 @@ class Http2Session final : private http2::ServerCodec::Handler {
   http2::ServerCodec codec_;
   model::SocketAddress client_;
   std::string client_ip_;
+  RouteMemo memo_;  // shared by the connection's streams
   std::unordered_map<int32_t, StreamPtr> streams_;
   boost::asio::steady_timer write_signal_;
   boost::asio::steady_timer watchdog_timer_;

@@ -231,8 +231,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
     authority = host_field;
   }
   bool bad_host = (head.version_minor >= 1 && (!found_host || head.count("host") > 1));
-  const bool memo = !bad_host && memo_.valid && memo_.epoch == ctx_.snapshot_epoch &&
-                    memo_.authority == authority && memo_.target == target;
+  const bool memo = !bad_host && memo_.hit(ctx_.snapshot_epoch, authority, target);
   bool path_ok = true;
   if (!memo) {
     memo_.valid = false;
@@ -249,13 +248,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   const model::Route* route = memo_.route;
   if (!memo) {
     route = snapshot ? snapshot->route(host_, path_) : nullptr;
-    if (path_ok) {
-      memo_.valid = true;
-      memo_.epoch = ctx_.snapshot_epoch;
-      memo_.authority.assign(authority);
-      memo_.target.assign(target);
-      memo_.route = route;
-    }
+    if (path_ok) memo_.store(ctx_.snapshot_epoch, authority, target, route);
   }
   bool has_body = request_.chunked() || request_.content_length().value_or(0) > 0;
   if (down_.is_tls() && !down_.server_name().empty() && host_ != down_.server_name()) {

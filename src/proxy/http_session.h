@@ -4,6 +4,7 @@
 #include "http1/parser.h"
 #include "proxy/deadline.h"
 #include "proxy/downstream_stream.h"
+#include "proxy/route_memo.h"
 #include "proxy/worker_context.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -69,15 +70,7 @@ class HttpSession {
   std::string request_id_;
   std::string host_;
   std::string path_;
-  /// The last request's authority and target, as sent, and the route they led to under the
-  /// worker's snapshot of `epoch`: keep-alive clients mostly repeat them, and then host_, path_
-  /// and the route are still what normalising and routing again would give.
-  struct RouteMemo {
-    bool valid = false;
-    uint64_t epoch = 0;
-    std::string authority, target;
-    const model::Route* route = nullptr;
-  } memo_;
+  RouteMemo memo_;               // host_ and path_ are its normalised authority and target
   std::string target_override_;  // the API proxy's rewritten target
   std::string up_head_;          // the request head as sent upstream (kept for retries)
   std::string out_;              // scratch for heads written downstream

@@ -237,3 +237,51 @@ def test_h2c_preface_and_http1_methods_split_across_reads(h2):
                 reply += chunk
         assert reply.startswith(b"HTTP/1.1 200"), (method, reply[:200])
         assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["method"] == method
+
+
+def h2c_get(s: socket.socket, stream: int, authority: str, path: str) -> dict:
+    """Sends GET on `stream` of an open h2c connection and returns the echo's JSON answer."""
+    def literal(index: int, value: str) -> bytes:  # literal field without indexing, name indexed
+        return bytes([index, len(value)]) + value.encode()
+
+    block = b"\x82\x86" + literal(4, path) + literal(1, authority)  # GET, http, :path, :authority
+    s.sendall(frame(1, 0x5, stream, block))
+    data, body, deadline = b"", b"", time.monotonic() + timeout(5)
+    while time.monotonic() < deadline:
+        pos = 0
+        while pos + 9 <= len(data):
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            kind, flags, sid = data[pos + 3], data[pos + 4], int.from_bytes(data[pos + 5:pos + 9], "big")
+            if pos + 9 + length > len(data):
+                break
+            if kind == 0 and sid == stream:
+                body += data[pos + 9:pos + 9 + length]
+                if flags & 0x1:
+                    return json.loads(body)
+            pos += 9 + length
+        data = data[pos:]
+        data += s.recv(65536)
+    raise AssertionError(f"no answer on stream {stream}")
+
+
+def test_an_h2_connection_follows_each_change(env):
+    """The streams of one HTTP/2 connection route on the configuration current when each
+    starts, however often the ones before asked the same."""
+    one, two = env.echo("h2one"), env.echo("h2two")
+    env.write("follow.yaml", service("h2one"), endpoint_slice("h2one", one.port, [one.endpoint()]),
+              service("h2two"), endpoint_slice("h2two", two.port, [two.endpoint()]),
+              ingress("follow", [("follow.test", [path_rule("/", "h2one")])]))
+    k = env.kedge()
+    with socket.create_connection(("127.0.0.1", k.http_port), timeout=timeout(10)) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0))
+        assert [h2c_get(s, n, "follow.test", "/x")["service"] for n in (1, 3)] == ["h2one"] * 2
+        env.write("follow.yaml", service("h2one"),
+                  endpoint_slice("h2one", one.port, [one.endpoint()]), service("h2two"),
+                  endpoint_slice("h2two", two.port, [two.endpoint()]),
+                  ingress("follow", [("follow.test", [path_rule("/", "h2two")])]))
+        stream, deadline = 5, time.monotonic() + timeout(5)
+        while h2c_get(s, stream, "follow.test", "/x")["service"] != "h2two":
+            assert time.monotonic() < deadline, "the open connection kept the old route"
+            stream += 2
+            time.sleep(0.02)
+        assert h2c_get(s, stream + 2, "follow.test", "/x")["service"] == "h2two"
