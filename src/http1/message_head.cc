@@ -4,7 +4,6 @@ namespace kedge::http1 {
 
 namespace {
 constexpr size_t kTypicalBytes = 1024;
-constexpr size_t kTypicalFields = 24;
 }  // namespace
 
 void MessageHead::clear() {

@@ -68,6 +68,7 @@ class MessageHead {
   void append(Span& span, std::string_view s);
 
   friend class Parser;  // its fast path fills a head from one copy of the bytes
+  static constexpr size_t kTypicalFields = 24;  // reserved at the first field
 
   std::string storage_;
   Span method_, target_, reason_;

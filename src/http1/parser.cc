@@ -13,8 +13,6 @@ namespace {
 
 // What the fast path accepts in each place is a subset of what llhttp accepts there.
 
-constexpr size_t kTypicalFields = 24;
-
 constexpr std::array<bool, 256> make_tchars() {  // RFC 9110 §5.6.2
   std::array<bool, 256> c{};
   for (int b = '0'; b <= '9'; ++b) c[b] = true;
@@ -287,7 +285,8 @@ size_t Parser::scan_head(const char* data, size_t size) {
   // The header fields.
   uint64_t length = 0;
   bool has_length = false, close = false, keep_alive = false, has_connection = false;
-  if (head_.fields_.capacity() < kTypicalFields) head_.fields_.reserve(kTypicalFields);
+  if (head_.fields_.capacity() < MessageHead::kTypicalFields)
+    head_.fields_.reserve(MessageHead::kTypicalFields);
   while (true) {
     if (p == end) return 0;
     if (*p == '\r') break;

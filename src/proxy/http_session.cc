@@ -236,7 +236,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   if (!memo) {
     memo_.valid = false;
     path_ok = model::normalize_path(target, path_);
-    if (bad_host || !model::normalize_host(authority, host_) ||
+    if (bad_host || !model::normalize_host(authority, memo_.host) ||
         !(path_ok || (target == "*" && head.method() == "OPTIONS"))) {
       ctx_.stats.unrouted[400]++;
       co_return co_await reply(400, true);
@@ -247,16 +247,16 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
   if (!listener_.api_proxy_token.empty()) co_return co_await api_proxy(snapshot);
   const model::Route* route = memo_.route;
   if (!memo) {
-    route = snapshot ? snapshot->route(host_, path_) : nullptr;
+    route = snapshot ? snapshot->route(memo_.host, path_) : nullptr;
     if (path_ok) memo_.store(ctx_.snapshot_epoch, authority, target, route);
   }
   bool has_body = request_.chunked() || request_.content_length().value_or(0) > 0;
-  if (down_.is_tls() && !down_.server_name().empty() && host_ != down_.server_name()) {
+  if (down_.is_tls() && !down_.server_name().empty() && memo_.host != down_.server_name()) {
     // Another host on this TLS connection (HTTP/2 coalescing, or a client's mistake) is routed
     // by Host only if the certificate chosen by SNI covers it; else 421, as ingress-nginx.
     const tls::ServerContext* cert =
         down_.handshake_snapshot()->certificate_for(down_.server_name());
-    if (!cert || !cert->covers(host_)) {
+    if (!cert || !cert->covers(memo_.host)) {
       ctx_.stats.unrouted[421]++;
       co_return co_await reply(421, has_body || !request_.keep_alive());
     }
@@ -269,8 +269,8 @@ asio::awaitable<HttpSession::Outcome> HttpSession::one_request() {
     // 308 keeps the method and body, as ingress-nginx's default redirect does.
     std::string location =
         listener_.https_port == 443
-            ? fmt::format("https://{}{}", host_, head.target())
-            : fmt::format("https://{}:{}{}", host_, listener_.https_port, head.target());
+            ? fmt::format("https://{}{}", memo_.host, head.target())
+            : fmt::format("https://{}:{}{}", memo_.host, listener_.https_port, head.target());
     std::string body = "308 Permanent Redirect\n";
     bool close = has_body || !request_.keep_alive();
     std::string bytes = fmt::format(
@@ -347,14 +347,14 @@ void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunk
     host = authority;
     found_host = true;
   }
-  out.append("Host: ").append(found_host ? host : std::string_view(host_)).append("\r\n");
+  out.append("Host: ").append(found_host ? host : std::string_view(memo_.host)).append("\r\n");
   // The API proxy's bearer token is for kedge, not for the endpoint.
   copy_end_to_end_fields(head, out, true, target_override_.empty() ? "" : "authorization");
   if (upgrade) {
     out.append("Connection: upgrade\r\nUpgrade: ").append(head.get("upgrade")).append("\r\n");
   }
   if (chunked) out.append("Transfer-Encoding: chunked\r\n");
-  std::string_view original_host = found_host ? host : std::string_view(host_);
+  std::string_view original_host = found_host ? host : std::string_view(memo_.host);
   append_forwarding_fields(out, request_id_, client_ip_, original_host, listener_.port,
                            listener_.scheme);
 }

@@ -68,9 +68,8 @@ class HttpSession {
   model::SocketAddress client_;
   std::string client_ip_;
   std::string request_id_;
-  std::string host_;
   std::string path_;
-  RouteMemo memo_;               // host_ and path_ are its normalised authority and target
+  RouteMemo memo_;               // its host, and path_, are the normalised authority and target
   std::string target_override_;  // the API proxy's rewritten target
   std::string up_head_;          // the request head as sent upstream (kept for retries)
   std::string out_;              // scratch for heads written downstream

@@ -17,7 +17,7 @@ struct RouteMemo {
   bool valid = false;
   uint64_t epoch = 0;
   std::string authority, target;  // as the request sent them
-  std::string host;               // the authority normalised (HttpSession keeps its own host_)
+  std::string host;               // the authority normalised
   const model::Route* route = nullptr;
 
   bool hit(uint64_t current_epoch, std::string_view a, std::string_view t) const {
