@@ -7,7 +7,10 @@
 
 #include <openssl/err.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <new>
 
@@ -48,7 +51,22 @@ int Stream::bio_read(BIO* bio, char* data, int size) {
 int Stream::bio_write(BIO* bio, const char* data, int size) {
   auto* self = static_cast<Stream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
-  self->out_.append(data, static_cast<size_t>(size));
+  size_t sent = 0;
+  if (self->direct_ && self->out_.empty()) {
+    ssize_t n;
+    do {
+      n = ::send(self->socket_.native_handle(), data, static_cast<size_t>(size),
+                 MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      sent = static_cast<size_t>(n);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      // The record is lost with the connection; the write reports why.
+      self->send_error_ = error_code(errno, boost::system::system_category());
+      return size;
+    }
+  }
+  self->out_.append(data + sent, static_cast<size_t>(size) - sent);
   return size;
 }
 
@@ -173,7 +191,9 @@ asio::awaitable<Stream::IoResult> Stream::write(asio::const_buffer buffer) {
     if (send_error_) co_return IoResult{send_error_, buffer.size() - left};
     ERR_clear_error();
     size_t n = 0;
+    direct_ = left <= SSL3_RT_MAX_PLAIN_LENGTH && !send_running_ && out_.empty();
     int r = SSL_write_ex(ssl_, p, left, &n);
+    direct_ = false;
     if (r == 1) {
       p += n;
       left -= n;

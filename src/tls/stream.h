@@ -14,9 +14,14 @@
 namespace kedge::tls {
 
 /// The server side of TLS over a TCP socket. OpenSSL reads records from this object's input
-/// buffer and writes them to its output buffer through a BIO of kedge's own, so each byte is
-/// copied once between the socket's buffers and OpenSSL's (asio's ssl::stream goes through a BIO
-/// pair and copies it three times), and a write is one send.
+/// buffer and writes them through a BIO of kedge's own, so each byte is copied once between the
+/// socket's buffers and OpenSSL's (asio's ssl::stream goes through a BIO pair and copies it three
+/// times), and a write is one send.
+///
+/// A write of at most one record, with nothing queued before it, goes from OpenSSL's record
+/// buffer straight to the socket (`direct_`): no copy into the output buffer and no round of the
+/// event loop. What the socket does not take then is queued and sent as before. Longer writes
+/// collect their records and send them at once, so that they are not one system call each.
 ///
 /// One read and one write may be in flight at once (HTTP/2 reads and writes concurrently):
 /// whichever call has output to send sends it, the other waits for it if it needs it sent.
@@ -58,6 +63,7 @@ class Stream {
   std::unique_ptr<char[]> in_;
   size_t in_begin_ = 0, in_end_ = 0;
   std::string out_;      // ciphertext OpenSSL wrote, not yet being sent
+  bool direct_ = false;  // bio_write may send to the socket itself (set within write() only)
   std::string sending_;  // ciphertext being sent now
   bool send_running_ = false;
   boost::system::error_code send_error_;

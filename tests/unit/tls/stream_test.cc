@@ -9,9 +9,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <string>
 
 namespace kedge::tls {
@@ -130,6 +132,71 @@ TEST(TlsStream, ConcurrentReadAndWriteKeepBothStreamsWhole) {
   EXPECT_EQ(done, 2);
   EXPECT_TRUE(server_got == up) << server_got.size();
   EXPECT_TRUE(client_got == down);
+}
+
+TEST(TlsStream, RecordsTheSocketCannotTakeYetStayWholeAndInOrder) {
+  // Writes of one record each go straight to the socket. With small socket buffers and a
+  // client that waits before it reads, the socket takes part of a record or none of it: the
+  // rest must be queued and sent, in order, once the client reads.
+  Pair p;
+  const std::string down = pattern(1'000'000, 'w');
+  std::string client_got;
+  size_t written_before_reading = 0, written = 0;
+  p.server->socket().set_option(asio::socket_base::send_buffer_size(8192));
+  p.client->next_layer().set_option(asio::socket_base::receive_buffer_size(8192));
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        for (size_t at = 0; at < down.size(); at += 7'000) {
+          size_t len = std::min<size_t>(7'000, down.size() - at);
+          auto [ec, n] = co_await p.server->write(asio::buffer(down.data() + at, len));
+          EXPECT_FALSE(ec) << ec.message();
+          if (ec) break;
+          written += n;
+        }
+      }(),
+      [&]() -> asio::awaitable<void> {
+        co_await p.client->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+        asio::steady_timer pause(co_await asio::this_coro::executor,
+                                 std::chrono::milliseconds(200));
+        co_await pause.async_wait(kUseTuple);
+        written_before_reading = written;
+        client_got.resize(down.size());
+        auto [ec, n] = co_await asio::async_read(*p.client, asio::buffer(client_got), kUseTuple);
+        EXPECT_FALSE(ec) << ec.message();
+      }());
+  EXPECT_LT(written_before_reading, down.size() / 4) << "the socket never filled";
+  EXPECT_EQ(written, down.size());
+  EXPECT_TRUE(client_got == down);
+}
+
+TEST(TlsStream, WritesAfterThePeerResetFail) {
+  Pair p;
+  const std::string chunk = pattern(10'000, 'r');
+  boost::system::error_code write_ec;
+  int writes = 0;
+  p.run(
+      [&]() -> asio::awaitable<void> {
+        EXPECT_FALSE(co_await p.server->handshake());
+        char buf[1];
+        co_await p.server->read_some(asio::buffer(buf));  // the client's one byte: it resets next
+        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+        co_await pause.async_wait(kUseTuple);
+        while (writes < 1000 && !write_ec) {
+          auto [ec, n] = co_await p.server->write(asio::buffer(chunk));
+          write_ec = ec;
+          ++writes;
+        }
+      }(),
+      [&]() -> asio::awaitable<void> {
+        co_await p.client->async_handshake(asio::ssl::stream_base::client, kUseTuple);
+        co_await asio::async_write(*p.client, asio::buffer("x", 1), kUseTuple);
+        tcp::socket& raw = p.client->next_layer();
+        raw.set_option(asio::socket_base::linger(true, 0));  // close with a reset
+        raw.close();
+      }());
+  EXPECT_TRUE(write_ec) << "1000 writes to a reset connection succeeded";
+  EXPECT_LE(writes, 3) << "the reset is seen by the first write after it, or the next";
 }
 
 /// The server's first read after the handshake, while the client, once its own handshake is
