@@ -9,6 +9,8 @@
 
 #include <openssl/ssl.h>
 
+#include <utility>
+
 namespace kedge::proxy {
 
 namespace asio = boost::asio;
@@ -95,49 +97,83 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
   co_return true;
 }
 
+const model::Endpoint* UpstreamExchange::pick_next() {
+  if (attempts_ >= ctx_.limits.max_attempts) return nullptr;
+  ++attempts_;
+  const model::Endpoint* ep = ctx_.upstreams.pick(*route_.cluster, tried_);
+  if (!ep) return nullptr;
+  tried_.push_back(ep);
+  // A bodiless HTTP/1.1 request that finds its pooled connection closed is sent again for
+  // free (see read_head): only others pay a syscall to look first.
+  const bool verify = has_body_ || model::is_http2(route_.options.protocol);
+  conn_ = ctx_.upstreams.take_idle(ep->address, route_.options.protocol, verify);
+  reused_ = conn_ != nullptr;
+  return ep;
+}
+
+void UpstreamExchange::start_attempt(const model::Endpoint& endpoint) {
+  endpoint_ = &endpoint;
+  ctx_.upstreams.on_request_start(endpoint.address);
+  deadline_.watch(conn_.get());
+}
+
+bool UpstreamExchange::acquire_pooled() {
+  const model::Endpoint* ep = pick_next();
+  if (!ep) return false;  // acquire() finds none either, and sets the status
+  if (!conn_) {
+    picked_ = ep;
+    return false;
+  }
+  start_attempt(*ep);
+  return true;
+}
+
 asio::awaitable<bool> UpstreamExchange::acquire() {
-  const model::Cluster& cluster = *route_.cluster;
-  while (attempts_ < ctx_.limits.max_attempts) {
-    ++attempts_;
-    const model::Endpoint* ep = ctx_.upstreams.pick(cluster, tried_);
+  while (true) {
+    const model::Endpoint* ep = std::exchange(picked_, nullptr);
+    if (!ep) ep = pick_next();
     if (!ep) break;
-    tried_.push_back(ep);
-    // A bodiless HTTP/1.1 request that finds its pooled connection closed is sent again for
-    // free (see read_head): only others pay a syscall to look first.
-    const bool verify = has_body_ || model::is_http2(route_.options.protocol);
-    conn_ = ctx_.upstreams.take_idle(ep->address, route_.options.protocol, verify);
-    reused_ = conn_ != nullptr;
     // A failed connect sent nothing: any method may go to another endpoint.
     if (!conn_) {
       bool connected = co_await connect(*ep);
       if (!connected) continue;
     }
-    endpoint_ = ep;
-    ctx_.upstreams.on_request_start(ep->address);
-    deadline_.watch(conn_.get());
+    start_attempt(*ep);
     co_return true;
   }
-  if (cluster.endpoints.empty()) failure_status_ = 503;
+  if (route_.cluster->endpoints.empty()) failure_status_ = 503;
   co_return false;
+}
+
+bool UpstreamExchange::head_sent(boost::system::error_code ec) {
+  if (!ec) return true;
+  failure_status_ = deadline_.expired(Phase::UpstreamSend) ? 504 : 502;
+  if (reused_) forget_stale();
+  end_attempt();
+  return false;
 }
 
 asio::awaitable<bool> UpstreamExchange::send_head(std::string_view head) {
   deadline_.arm(Phase::UpstreamSend, send_timeout_);
   auto [ec, n] = co_await conn_->write(asio::buffer(head));
-  if (!ec) co_return true;
-  failure_status_ = deadline_.expired(Phase::UpstreamSend) ? 504 : 502;
-  if (reused_) forget_stale();
-  end_attempt();
-  co_return false;
+  co_return head_sent(ec);
 }
 
 asio::awaitable<bool> UpstreamExchange::open(std::string_view head) {
   end_attempt();
   while (true) {
-    bool acquired = co_await acquire();
+    // Nearly always a pooled connection takes the whole head at once: then nothing here
+    // suspends, and no coroutine but this one runs.
+    bool acquired = acquire_pooled();
+    if (!acquired) acquired = co_await acquire();
     if (!acquired) break;
-    bool sent = co_await send_head(head);
-    if (!sent) continue;
+    deadline_.arm(Phase::UpstreamSend, send_timeout_);
+    auto [ec, n] = conn_->send_now(asio::buffer(head));
+    if (!ec && n < head.size()) {
+      auto [wec, wn] = co_await conn_->write(asio::buffer(head) + n);
+      ec = wec;
+    }
+    if (!head_sent(ec)) continue;
     auto& response = conn_->response;
     if (response)
       response->reset();

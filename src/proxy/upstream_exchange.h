@@ -67,9 +67,18 @@ class UpstreamExchange {
 
  private:
   using Clock = std::chrono::steady_clock;
+  /// The next attempt's endpoint and connection: a pooled one, or one it connects.
   boost::asio::awaitable<bool> acquire();
+  /// The same, without suspending, when the endpoint picked has an idle pooled connection (the
+  /// usual case: a coroutine less per request). Otherwise the pick waits for acquire().
+  bool acquire_pooled();
+  /// Counts an attempt, picks an untried endpoint and takes its idle connection if it has one.
+  const model::Endpoint* pick_next();
+  void start_attempt(const model::Endpoint& endpoint);
   boost::asio::awaitable<bool> connect(const model::Endpoint& endpoint);
   boost::asio::awaitable<bool> send_head(std::string_view head);
+  /// The end of sending a head: true if it went; otherwise the attempt ends.
+  bool head_sent(boost::system::error_code ec);
   /// One read into `buffer` under the read timeout: false at the end or on an error.
   boost::asio::awaitable<bool> read(boost::asio::mutable_buffer buffer, size_t& n);
   void end_attempt();
@@ -86,6 +95,7 @@ class UpstreamExchange {
   Millis connect_timeout_, send_timeout_, read_timeout_;
   boost::container::small_vector<const model::Endpoint*, 4> tried_;
   const model::Endpoint* endpoint_ = nullptr;  // of the attempt in progress
+  const model::Endpoint* picked_ = nullptr;    // by acquire_pooled(), for acquire() to connect
   upstream::ConnectionPtr conn_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool reused_ = false;

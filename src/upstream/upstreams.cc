@@ -50,12 +50,9 @@ void Connection::cancel() {
   input_wait.cancel();
 }
 
-asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
-  if (tls) co_return co_await asio::async_write(*tls, buffer, asio::as_tuple(asio::use_awaitable));
-  // A request almost always fits the socket's buffer: send it here, and the request goes on
-  // without a round through the reactor (asio's write would queue its completion and resume
-  // from there). Only what the socket does not take waits for the reactor.
+Connection::IoResult Connection::send_now(asio::const_buffer buffer) {
   size_t done = 0;
+  if (tls) return IoResult{boost::system::error_code(), done};
   while (done < buffer.size()) {
     ssize_t n = ::send(socket.native_handle(), static_cast<const char*>(buffer.data()) + done,
                        buffer.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -64,13 +61,21 @@ asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffe
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       break;
     } else if (errno != EINTR) {
-      co_return IoResult{boost::system::error_code(errno, boost::system::system_category()), done};
+      return IoResult{boost::system::error_code(errno, boost::system::system_category()), done};
     }
   }
-  if (done == buffer.size()) co_return IoResult{boost::system::error_code(), done};
-  auto [ec, n] =
+  return IoResult{boost::system::error_code(), done};
+}
+
+asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
+  if (tls) co_return co_await asio::async_write(*tls, buffer, asio::as_tuple(asio::use_awaitable));
+  // Sent here, the request goes on without a round through the reactor (asio's write would
+  // queue its completion and resume from there). Only what the socket does not take waits.
+  auto [ec, done] = send_now(buffer);
+  if (ec || done == buffer.size()) co_return IoResult{ec, done};
+  auto [wec, n] =
       co_await asio::async_write(socket, buffer + done, asio::as_tuple(asio::use_awaitable));
-  co_return IoResult{ec, done + n};
+  co_return IoResult{wec, done + n};
 }
 
 Upstreams::Upstreams(const proxy::Limits& limits) : limits_(limits), rng_(std::random_device{}()) {}
