@@ -3,8 +3,6 @@
 #include "upstream/upstreams.h"
 
 #include <sys/epoll.h>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <array>
 #include <cerrno>
@@ -37,19 +35,20 @@ bool Readiness::watch(Connection& c) {
   return true;
 }
 
-asio::awaitable<boost::system::error_code> Readiness::wait(Connection& c) {
-  if (c.has_input) co_return boost::system::error_code();
+void Readiness::park(Connection& c) {
   c.awaiting_input = true;
   ++waiting_;
   arm();
   c.input_wait.expires_at(asio::steady_timer::time_point::max());
-  co_await c.input_wait.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+boost::system::error_code Readiness::unpark(Connection& c) {
   if (c.awaiting_input) {  // not woken by collect(): cancelled
     c.awaiting_input = false;
     --waiting_;
   }
-  if (c.has_input) co_return boost::system::error_code();
-  co_return asio::error::operation_aborted;
+  if (c.has_input) return boost::system::error_code();
+  return asio::error::operation_aborted;
 }
 
 void Readiness::arm() {

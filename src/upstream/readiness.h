@@ -1,8 +1,8 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/system/error_code.hpp>
 
 namespace kedge::upstream {
 
@@ -26,9 +26,13 @@ class Readiness {
   /// Watches `c`'s socket until it is closed. False if the kernel refused: `c` then reads
   /// through asio alone.
   bool watch(Connection& c);
-  /// Waits until `c`'s socket has input or an error, or the wait is cancelled
-  /// (Connection::cancel(), or the awaiting operation's cancellation slot).
-  boost::asio::awaitable<boost::system::error_code> wait(Connection& c);
+  /// A read on `c`'s drained socket is about to wait on `c.input_wait` until the socket has
+  /// input or an error. The read waits itself (no coroutine of the set's own per wait), and the
+  /// wait ends early when cancelled (Connection::cancel(), or the awaiting operation's
+  /// cancellation slot).
+  void park(Connection& c);
+  /// After that wait: success if the socket has input, operation_aborted if cancelled.
+  boost::system::error_code unpark(Connection& c);
 
  private:
   void arm();

@@ -39,8 +39,9 @@ asio::awaitable<Connection::IoResult> Connection::read_some(asio::mutable_buffer
         co_return IoResult{boost::system::error_code(errno, boost::system::system_category()), 0};
       has_input = false;
     }
-    boost::system::error_code ec = co_await readiness->wait(*this);
-    if (ec) co_return IoResult{ec, 0};
+    readiness->park(*this);
+    co_await input_wait.async_wait(t);
+    if (boost::system::error_code ec = readiness->unpark(*this)) co_return IoResult{ec, 0};
   }
 }
 
