@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/send_now.h"
 #include "model/snapshot.h"
 #include "tls/stream.h"
 
@@ -62,7 +63,10 @@ class DownstreamStream {
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer) {
     constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
     if (tls_) co_return co_await tls_->write(buffer);
-    co_return co_await boost::asio::async_write(plain_, buffer, t);
+    auto [ec, done] = send_now(plain_.native_handle(), buffer);
+    if (ec || done == buffer.size()) co_return IoResult{ec, done};
+    auto [wec, n] = co_await boost::asio::async_write(plain_, buffer + done, t);
+    co_return IoResult{wec, done + n};
   }
 
  private:

@@ -1,5 +1,7 @@
 #include "tls/stream.h"
 
+#include "common/send_now.h"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -7,10 +9,7 @@
 
 #include <openssl/err.h>
 
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <new>
 
@@ -53,16 +52,11 @@ int Stream::bio_write(BIO* bio, const char* data, int size) {
   BIO_clear_retry_flags(bio);
   size_t sent = 0;
   if (self->direct_ && self->out_.empty()) {
-    ssize_t n;
-    do {
-      n = ::send(self->socket_.native_handle(), data, static_cast<size_t>(size),
-                 MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-      sent = static_cast<size_t>(n);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      // The record is lost with the connection; the write reports why.
-      self->send_error_ = error_code(errno, boost::system::system_category());
+    boost::system::error_code ec;
+    std::tie(ec, sent) = send_now(self->socket_.native_handle(),
+                                  asio::const_buffer(data, static_cast<size_t>(size)));
+    if (ec) {  // the record is lost with the connection; the write reports why
+      self->send_error_ = ec;
       return size;
     }
   }

@@ -1,5 +1,7 @@
 #include "upstream/upstreams.h"
 
+#include "common/send_now.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -52,20 +54,8 @@ void Connection::cancel() {
 }
 
 Connection::IoResult Connection::send_now(asio::const_buffer buffer) {
-  size_t done = 0;
-  if (tls) return IoResult{boost::system::error_code(), done};
-  while (done < buffer.size()) {
-    ssize_t n = ::send(socket.native_handle(), static_cast<const char*>(buffer.data()) + done,
-                       buffer.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n >= 0) {
-      done += static_cast<size_t>(n);
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      break;
-    } else if (errno != EINTR) {
-      return IoResult{boost::system::error_code(errno, boost::system::system_category()), done};
-    }
-  }
-  return IoResult{boost::system::error_code(), done};
+  if (tls) return IoResult{boost::system::error_code(), 0};
+  return kedge::send_now(socket.native_handle(), buffer);
 }
 
 asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
