@@ -373,7 +373,9 @@ asio::awaitable<void> Http2Session::handle(StreamPtr sp) {
     if (!model::normalize_host(authority, memo_.host) || !model::normalize_path(path, norm_path))
       co_return local(s, 400);
   }
-  const std::string host = memo_.host;  // this stream's own: the memo may change while it runs
+  // Read only before this stream first suspends (at proxy() below): other streams of the
+  // connection may refill the memo after that.
+  const std::string_view host = memo_.host;
 
   model::SnapshotConstPtr snapshot = ctx_.snapshot;  // this request keeps its snapshot
   if (!listener_.api_proxy_token.empty()) co_return local(s, 404);
