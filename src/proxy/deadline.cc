@@ -2,51 +2,71 @@
 
 #include "upstream/upstreams.h"
 
+#include <algorithm>
+
 namespace kedge::proxy {
 
-namespace asio = boost::asio;
-
-Deadline::Deadline(const asio::any_io_executor& executor, asio::ip::tcp::socket* downstream)
-    : s_(std::make_shared<State>(executor)) {
-  s_->downstream = downstream;
+DeadlineQueue::~DeadlineQueue() {
+  for (Deadline* d = head_; d; d = d->next_) {
+    d->started_ = false;
+    d->queue_ = nullptr;
+  }
 }
 
-void Deadline::arm(Phase phase, Millis timeout) {
-  State& s = *s_;
-  s.phase = phase;
-  s.fired = false;
-  s.deadline = Clock::now() + timeout;
-  if (s.deadline < s.armed) s.timer.cancel();  // the handler waits again, for the earlier time
+void DeadlineQueue::add(Deadline& d) {
+  d.prev_ = nullptr;
+  d.next_ = head_;
+  if (head_) head_->prev_ = &d;
+  head_ = &d;
+  ++started_;
+  wake_by(d.at_);
+}
+
+void DeadlineQueue::remove(Deadline& d) {
+  (d.prev_ ? d.prev_->next_ : head_) = d.next_;
+  if (d.next_) d.next_->prev_ = d.prev_;
+  d.prev_ = d.next_ = nullptr;
+  --started_;
+}
+
+void DeadlineQueue::reset(Clock::time_point t) {
+  wake_ = t;
+  timer_.expires_at(t);  // a wait pending ends as aborted, and does nothing
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) expire();  // aborted: reset again, or this queue is gone
+  });
+}
+
+void DeadlineQueue::expire() {
+  wake_ = Clock::time_point::max();
+  const Clock::time_point now = Clock::now();
+  Clock::time_point next = Clock::time_point::max();
+  for (Deadline* d = head_; d; d = d->next_) {
+    if (d->at_ <= now) d->fire(now);  // cancels: completions run later, not in this loop
+    next = std::min(next, d->at_);
+  }
+  if (next != Clock::time_point::max()) reset(next);
 }
 
 void Deadline::start() {
-  s_->stopped = false;
-  wait(s_);
+  if (started_ || !queue_) return;
+  started_ = true;
+  queue_->add(*this);
 }
 
 void Deadline::stop() {
-  if (s_->stopped) return;
-  s_->stopped = true;
-  s_->timer.cancel();
+  if (!started_) return;
+  started_ = false;
+  queue_->remove(*this);
 }
 
-void Deadline::wait(std::shared_ptr<State> sp) {
-  State& s = *sp;
-  s.armed = s.deadline;
-  s.timer.expires_at(s.armed);
-  s.timer.async_wait([sp = std::move(sp)](boost::system::error_code) mutable {
-    State& t = *sp;
-    if (t.stopped) return;  // the sockets may be gone: touch nothing
-    if (Clock::now() >= t.deadline) {
-      t.fired = true;
-      t.fired_phase = t.phase;
-      boost::system::error_code ignored;
-      if (t.downstream) t.downstream->cancel(ignored);
-      if (t.upstream) t.upstream->cancel();
-      t.deadline = Clock::now() + std::chrono::hours(24);
-    }
-    wait(std::move(sp));  // re-armed later, or moved earlier (a cancel), or fired
-  });
+void Deadline::fire(Clock::time_point now) {
+  fired_ = true;
+  fired_phase_ = phase_;
+  boost::system::error_code ignored;
+  if (downstream_) downstream_->cancel(ignored);
+  if (upstream_) upstream_->cancel();
+  at_ = now + std::chrono::hours(24);  // once; arm() sets the next
 }
 
 }  // namespace kedge::proxy

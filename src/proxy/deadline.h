@@ -6,8 +6,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
-#include <memory>
 
 namespace kedge::upstream {
 struct Connection;
@@ -27,47 +27,83 @@ enum class Phase : uint8_t {
   Linger
 };
 
-/// The one timer of an HTTP/1.1 connection or an HTTP/2 stream. arm() sets the deadline of the
-/// phase that begins; once started, when it passes, the sockets being waited on are cancelled, so
-/// the pending operation ends with an error that expired() explains. Arming costs no system call
-/// unless it moves the deadline earlier, so the request path re-arms freely. The timer's handler
-/// is a plain callback, not a coroutine beside the work (an HTTP/2 stream pays for one timer, not
-/// for a parallel group of two coroutines).
+class Deadline;
+
+/// The one timer of a worker, behind the deadlines of all its connections and streams: it is
+/// set for the earliest of them. A deadline moved later costs nothing; one moved earlier than
+/// that resets the timer. When the timer fires, every deadline that passed fires, and the
+/// timer is set for the earliest of the rest. So a request adds no timer operation, no
+/// allocation and no system call, however many phases it arms.
+/// Thread: owning worker only; its io_context must not run handlers once the queue is gone.
+/// Owner: WorkerContext.
+class DeadlineQueue {
+ public:
+  explicit DeadlineQueue(const boost::asio::any_io_executor& executor) : timer_(executor) {}
+  ~DeadlineQueue();  // deadlines still started stop
+  DeadlineQueue(const DeadlineQueue&) = delete;
+  DeadlineQueue& operator=(const DeadlineQueue&) = delete;
+  size_t started() const { return started_; }
+
+ private:
+  friend class Deadline;
+  using Clock = std::chrono::steady_clock;
+  void add(Deadline& d);
+  void remove(Deadline& d);
+  /// The timer fires by `t`.
+  void wake_by(Clock::time_point t) {
+    if (t < wake_) reset(t);
+  }
+  void reset(Clock::time_point t);
+  void expire();
+
+  boost::asio::steady_timer timer_;
+  Clock::time_point wake_ = Clock::time_point::max();  // when the timer fires (max: idle)
+  Deadline* head_ = nullptr;                           // the started deadlines
+  size_t started_ = 0;
+};
+
+/// The deadline of an HTTP/1.1 connection or an HTTP/2 stream. arm() sets the deadline of the
+/// phase that begins; once started, when it passes, the sockets being waited on are cancelled,
+/// so the pending operation ends with an error that expired() explains.
 /// Thread: owning worker only. Owner: the session (or stream) whose waits it bounds.
 class Deadline {
  public:
   /// `downstream`: the client socket to cancel too (nullptr for an HTTP/2 stream).
-  Deadline(const boost::asio::any_io_executor& executor, boost::asio::ip::tcp::socket* downstream);
+  Deadline(DeadlineQueue& queue, boost::asio::ip::tcp::socket* downstream)
+      : queue_(&queue), downstream_(downstream) {}
   ~Deadline() { stop(); }
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
-  void arm(Phase phase, Millis timeout);
-  Phase phase() const { return s_->phase; }
-  bool expired(Phase phase) const { return s_->fired && s_->fired_phase == phase; }
+  void arm(Phase phase, Millis timeout) {
+    phase_ = phase;
+    fired_ = false;
+    at_ = Clock::now() + timeout;
+    if (started_) queue_->wake_by(at_);
+  }
+  Phase phase() const { return phase_; }
+  bool expired(Phase phase) const { return fired_ && fired_phase_ == phase; }
   /// The upstream connection whose operations the deadline also cuts (nullptr: none).
-  void watch(upstream::Connection* upstream) { s_->upstream = upstream; }
-  upstream::Connection* watched() const { return s_->upstream; }
+  void watch(upstream::Connection* upstream) { upstream_ = upstream; }
+  upstream::Connection* watched() const { return upstream_; }
   /// Enforces the deadline from now until stop() (or destruction).
   void start();
   void stop();
 
  private:
+  friend class DeadlineQueue;
   using Clock = std::chrono::steady_clock;
-  /// Shared with the pending timer handler, which may run after the Deadline is gone.
-  struct State {
-    explicit State(const boost::asio::any_io_executor& executor) : timer(executor) {}
-    boost::asio::steady_timer timer;
-    boost::asio::ip::tcp::socket* downstream = nullptr;
-    upstream::Connection* upstream = nullptr;
-    Clock::time_point deadline = Clock::time_point::max();
-    Clock::time_point armed = Clock::time_point::max();
-    Phase phase = Phase::Idle;
-    Phase fired_phase = Phase::Idle;
-    bool fired = false;
-    bool stopped = false;
-  };
-  static void wait(std::shared_ptr<State> s);
-  std::shared_ptr<State> s_;
+  void fire(Clock::time_point now);
+
+  DeadlineQueue* queue_;
+  boost::asio::ip::tcp::socket* downstream_;
+  upstream::Connection* upstream_ = nullptr;
+  Clock::time_point at_ = Clock::time_point::max();
+  Phase phase_ = Phase::Idle;
+  Phase fired_phase_ = Phase::Idle;
+  bool fired_ = false;
+  bool started_ = false;
+  Deadline* prev_ = nullptr;  // in the queue, while started
+  Deadline* next_ = nullptr;
 };
 
 }  // namespace kedge::proxy

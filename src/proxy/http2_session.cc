@@ -473,7 +473,7 @@ asio::awaitable<void> Http2Session::proxy(Stream& s, const model::Route& route) 
   if (route.cluster->endpoints.empty()) co_return local(s, 503, route.stats_key);
   if (max_body > 0 && s.content_length > static_cast<uint64_t>(max_body))
     co_return local(s, 413, route.stats_key);
-  Deadline deadline(down_.socket().get_executor(), nullptr);
+  Deadline deadline(ctx_.deadlines, nullptr);
   s.deadline = &deadline;
   deadline.start();
   if (model::is_http2(route.options.protocol))

@@ -57,7 +57,7 @@ HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const List
       sessions_(ctx.sessions),
       down_(std::move(stream)),
       listener_(listener),
-      deadline_(down_.socket().get_executor(), &down_.socket()),
+      deadline_(ctx.deadlines, &down_.socket()),
       in_(kBufferSize),
       request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes),
       h2c_(h2c) {

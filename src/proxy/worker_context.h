@@ -3,6 +3,7 @@
 #include "common/buffer_pool.h"
 #include "model/snapshot.h"
 #include "proxy/client_limiter.h"
+#include "proxy/deadline.h"
 #include "proxy/limits.h"
 #include "proxy/stats.h"
 #include "upstream/upstreams.h"
@@ -20,11 +21,17 @@ class HttpSession;
 /// What every connection of one worker shares: the current snapshot, the upstream state and
 /// the counters. Thread: the worker's event loop only. Owner: server::Worker.
 struct WorkerContext {
-  WorkerContext(const Limits& l, ClientLimiter& client_limiter)
-      : limits(l), client_limiter(client_limiter), upstreams(l), rng(std::random_device{}()) {}
+  WorkerContext(const Limits& l, ClientLimiter& client_limiter,
+                const boost::asio::any_io_executor& executor)
+      : limits(l),
+        client_limiter(client_limiter),
+        deadlines(executor),
+        upstreams(l),
+        rng(std::random_device{}()) {}
 
   const Limits& limits;
   ClientLimiter& client_limiter;  // shared by every worker
+  DeadlineQueue deadlines;        // behind every connection's and stream's Deadline
   model::SnapshotConstPtr
       snapshot;                 // swapped by set_snapshot(), in a task the control thread posts
   uint64_t snapshot_epoch = 0;  // how many swaps: what a connection's memo of a route keys on

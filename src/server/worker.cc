@@ -32,7 +32,7 @@ Worker::Worker(int index, const proxy::Limits& limits, proxy::ClientLimiter& cli
     : index_(index),
       mail_fd_(make_eventfd()),
       mail_reader_(ioc_, mail_fd_),
-      ctx_(limits, client_limiter) {
+      ctx_(limits, client_limiter, ioc_.get_executor()) {
   ctx_.sessions = &sessions_;
 }
 

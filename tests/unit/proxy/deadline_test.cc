@@ -1,4 +1,5 @@
-// Deadline: the one timer of a connection or stream, cancelling the waits it bounds.
+// Deadline: the deadline of a connection or stream, cancelling the waits it bounds; and
+// DeadlineQueue, the one timer behind a worker's deadlines.
 #include "proxy/deadline.h"
 
 #include <gtest/gtest.h>
@@ -8,7 +9,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <memory>
 #include <optional>
+#include <vector>
 
 namespace kedge::proxy {
 namespace {
@@ -21,6 +24,7 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 /// A socket whose peer never sends: a read on it waits until cancelled.
 struct Quiet {
   asio::io_context io;
+  DeadlineQueue queue{io.get_executor()};
   tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
   tcp::socket peer{io}, socket{io};
   Quiet() {
@@ -40,7 +44,7 @@ struct Quiet {
 
 TEST(Deadline, PassingCancelsTheWaitAndSaysWhichPhase) {
   Quiet q;
-  Deadline deadline(q.io.get_executor(), &q.socket);
+  Deadline deadline(q.queue, &q.socket);
   deadline.arm(Phase::ClientHeader, Millis(50));
   deadline.start();
   std::optional<boost::system::error_code> ec;
@@ -57,7 +61,7 @@ TEST(Deadline, PassingCancelsTheWaitAndSaysWhichPhase) {
 
 TEST(Deadline, ArmingEarlierWakesTheTimerAndLaterPostpones) {
   Quiet q;
-  Deadline deadline(q.io.get_executor(), &q.socket);
+  Deadline deadline(q.queue, &q.socket);
   deadline.arm(Phase::Idle, Millis(60'000));
   deadline.start();
   std::optional<boost::system::error_code> ec;
@@ -88,11 +92,11 @@ TEST(Deadline, StoppedOrDestroyedItCancelsNothing) {
   std::optional<boost::system::error_code> ec;
   std::chrono::steady_clock::duration took{};
   {
-    auto deadline = std::make_unique<Deadline>(q.io.get_executor(), &q.socket);
+    auto deadline = std::make_unique<Deadline>(q.queue, &q.socket);
     deadline->arm(Phase::ClientHeader, Millis(20));
     deadline->start();
     deadline->stop();
-    auto other = std::make_unique<Deadline>(q.io.get_executor(), &q.socket);
+    auto other = std::make_unique<Deadline>(q.queue, &q.socket);
     other->arm(Phase::ClientHeader, Millis(20));
     other->start();
     other.reset();  // destroyed with its timer pending: the handler must touch nothing
@@ -100,10 +104,78 @@ TEST(Deadline, StoppedOrDestroyedItCancelsNothing) {
   asio::co_spawn(q.io, q.read(ec, took), asio::detached);
   q.io.run_for(200ms);
   EXPECT_FALSE(ec) << "a stopped deadline cancelled the read";
+  EXPECT_EQ(q.queue.started(), 0u);
   q.peer.close();
   q.io.run_for(1s);
   ASSERT_TRUE(ec);
   EXPECT_EQ(*ec, asio::error::eof);
+}
+
+TEST(Deadline, ManyShareOneTimerAndOnlyThosePassedFire) {
+  asio::io_context io;
+  DeadlineQueue queue(io.get_executor());
+  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  constexpr size_t kCount = 6;
+  std::vector<tcp::socket> peers, sockets;
+  std::vector<std::unique_ptr<Deadline>> deadlines;
+  std::vector<std::optional<boost::system::error_code>> ecs(kCount);
+  auto read = [&](size_t i) -> asio::awaitable<void> {
+    char b[16];
+    auto [e, n] = co_await sockets[i].async_read_some(asio::buffer(b), kUseTuple);
+    ecs[i] = e;
+  };
+  for (size_t i = 0; i < kCount; ++i) {
+    peers.emplace_back(io).connect(acceptor.local_endpoint());
+    sockets.push_back(acceptor.accept());
+  }
+  for (size_t i = 0; i < kCount; ++i) {
+    deadlines.push_back(std::make_unique<Deadline>(queue, &sockets[i]));
+    asio::co_spawn(io, read(i), asio::detached);
+  }
+  // Odd ones late, even ones soon; of these, one stops and one is re-armed later.
+  for (size_t i = 0; i < kCount; ++i) {
+    deadlines[i]->arm(Phase::UpstreamRead, i % 2 ? Millis(60'000) : Millis(40 + 20 * i));
+    deadlines[i]->start();
+  }
+  EXPECT_EQ(queue.started(), kCount);
+  deadlines[2]->stop();
+  deadlines[4]->arm(Phase::ClientSend, Millis(60'000));
+  auto t0 = std::chrono::steady_clock::now();
+  io.run_for(300ms);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 40ms);
+  EXPECT_TRUE(deadlines[0]->expired(Phase::UpstreamRead));
+  ASSERT_TRUE(ecs[0]);
+  EXPECT_EQ(*ecs[0], asio::error::operation_aborted);
+  for (size_t i = 1; i < kCount; ++i) {
+    EXPECT_FALSE(deadlines[i]->expired(Phase::UpstreamRead)) << i;
+    EXPECT_FALSE(deadlines[i]->expired(Phase::ClientSend)) << i;
+    EXPECT_FALSE(ecs[i]) << i;
+  }
+  EXPECT_EQ(queue.started(), kCount - 1);
+
+  // Moved earlier than the timer's time, a deadline wakes it; the others still wait.
+  deadlines[5]->arm(Phase::ClientBody, Millis(30));
+  io.run_for(300ms);
+  EXPECT_TRUE(deadlines[5]->expired(Phase::ClientBody));
+  ASSERT_TRUE(ecs[5]);
+  EXPECT_EQ(*ecs[5], asio::error::operation_aborted);
+  for (size_t i : {1, 2, 3, 4}) EXPECT_FALSE(ecs[i]) << i;
+  deadlines.clear();
+  EXPECT_EQ(queue.started(), 0u);
+}
+
+TEST(Deadline, OutlivingItsQueueItIsStopped) {
+  asio::io_context io;
+  auto queue = std::make_unique<DeadlineQueue>(io.get_executor());
+  Deadline deadline(*queue, nullptr);
+  deadline.arm(Phase::Idle, Millis(10));
+  deadline.start();
+  EXPECT_EQ(queue->started(), 1u);
+  queue.reset();
+  deadline.start();  // no queue to join: stays stopped
+  deadline.arm(Phase::ClientHeader, Millis(10));
+  deadline.stop();
+  EXPECT_FALSE(deadline.expired(Phase::ClientHeader));
 }
 
 }  // namespace
