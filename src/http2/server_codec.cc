@@ -217,22 +217,40 @@ bool ServerCodec::drain(std::string& out, size_t max) {
 bool ServerCodec::want_read() const { return !calm_ && nghttp2_session_want_read(session_); }
 bool ServerCodec::want_write() const { return nghttp2_session_want_write(session_); }
 
-bool ServerCodec::submit_response(int32_t stream, int status, const std::vector<Header>& headers,
+bool ServerCodec::submit_response(int32_t stream, int status, std::span<const Field> fields,
                                   bool has_body) {
-  std::string status_text = std::to_string(status);
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(headers.size() + 1);
+  if (status < 100 || status > 999) return false;
+  const char status_text[3] = {static_cast<char>('0' + status / 100),
+                               static_cast<char>('0' + status / 10 % 10),
+                               static_cast<char>('0' + status % 10)};
+  // nghttp2 copies the fields into one block, lowering the names' case as it goes.
+  constexpr size_t kOnStack = 32;
+  nghttp2_nv on_stack[kOnStack];
+  std::vector<nghttp2_nv> on_heap;
+  nghttp2_nv* nva = on_stack;
+  if (fields.size() + 1 > kOnStack) {
+    on_heap.resize(fields.size() + 1);
+    nva = on_heap.data();
+  }
   auto nv = [](std::string_view n, std::string_view v) {
     return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                       reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
                       NGHTTP2_NV_FLAG_NONE};
   };
-  nva.push_back(nv(":status", status_text));
-  for (const Header& h : headers) nva.push_back(nv(h.name, h.value));
+  nva[0] = nv(":status", std::string_view(status_text, 3));
+  for (size_t i = 0; i < fields.size(); ++i) nva[i + 1] = nv(fields[i].name, fields[i].value);
   nghttp2_data_provider provider{};
   provider.read_callback = Callbacks::read_body;
-  return nghttp2_submit_response(session_, stream, nva.data(), nva.size(),
+  return nghttp2_submit_response(session_, stream, nva, fields.size() + 1,
                                  has_body ? &provider : nullptr) == 0;
+}
+
+bool ServerCodec::submit_response(int32_t stream, int status, const std::vector<Header>& headers,
+                                  bool has_body) {
+  std::vector<Field> fields;
+  fields.reserve(headers.size());
+  for (const Header& h : headers) fields.push_back({h.name, h.value});
+  return submit_response(stream, status, fields, has_body);
 }
 
 void ServerCodec::resume(int32_t stream) { nghttp2_session_resume_data(session_, stream); }

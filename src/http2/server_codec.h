@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -16,6 +17,12 @@ namespace kedge::http2 {
 struct Header {
   std::string name;  // lower case, pseudo-headers (":path") included
   std::string value;
+};
+
+/// A field to send, viewed where it lies; the codec copies it, and lowers the name's case.
+struct Field {
+  std::string_view name;
+  std::string_view value;
 };
 
 /// Server-side limits, sent in SETTINGS and enforced on what the client sends.
@@ -73,6 +80,7 @@ class ServerCodec {
   bool want_write() const;
 
   /// Sends a response head; with `has_body`, the body is pulled through body().
+  bool submit_response(int32_t stream, int status, std::span<const Field> fields, bool has_body);
   bool submit_response(int32_t stream, int status, const std::vector<Header>& headers,
                        bool has_body);
   void resume(int32_t stream);

@@ -65,11 +65,6 @@ class Signal {
   bool set_ = false;
 };
 
-void lower(std::string& s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-}
-
 }  // namespace
 
 struct Http2Session::Stream {
@@ -559,24 +554,22 @@ asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& rout
   const http1::MessageHead& rh = response.head();
   const int status = rh.status;
   stats.by_status[status]++;
-  std::vector<http2::Header> headers;
-  headers.reserve(rh.size() + 1);
+  // The fields as they lie in the response head: the codec copies them, lowering the names.
+  std::vector<http2::Field>& fields = fields_;
+  fields.clear();
   const EndToEnd end_to_end(rh);
   for (size_t i = 0; i < rh.size(); ++i) {
     std::string_view name = rh.name(i);
-    if (!end_to_end.keeps(name)) continue;
-    http2::Header h{std::string(name), std::string(rh.value(i))};
-    lower(h.name);
-    headers.push_back(std::move(h));
+    if (end_to_end.keeps(name)) fields.push_back({name, rh.value(i)});
   }
   if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
-    headers.push_back({"strict-transport-security", listener_.hsts});
+    fields.push_back({"strict-transport-security", listener_.hsts});
   const bool until_close = response.body_until_close();
   const bool no_body =
       head_request || status == 204 || status == 304 ||
       (!response.chunked() && !until_close && response.content_length().value_or(0) == 0);
   s.responded = true;
-  codec_.submit_response(s.id, status, headers, !no_body);
+  codec_.submit_response(s.id, status, fields, !no_body);
   flush();
 
   response.resume();

@@ -63,7 +63,8 @@ class Http2Session final : private http2::ServerCodec::Handler {
   http2::ServerCodec codec_;
   model::SocketAddress client_;
   std::string client_ip_;
-  RouteMemo memo_;  // shared by the connection's streams
+  RouteMemo memo_;                    // shared by the connection's streams
+  std::vector<http2::Field> fields_;  // a response head's fields, on their way to the codec
   std::unordered_map<int32_t, StreamPtr> streams_;
   boost::asio::steady_timer write_signal_;
   boost::asio::steady_timer watchdog_timer_;

@@ -47,6 +47,7 @@ struct Client {
   nghttp2_session* session = nullptr;
   std::map<int32_t, std::string> bodies;  // per stream
   int status = 0;
+  std::vector<std::pair<std::string, std::string>> fields;  // of response heads, :status too
   bool stream_closed = false;
   uint32_t goaway_error = 0xffffffff;
 
@@ -56,9 +57,10 @@ struct Client {
     nghttp2_session_callbacks_set_on_header_callback(
         cb, [](nghttp2_session*, const nghttp2_frame*, const uint8_t* n, size_t nl,
                const uint8_t* v, size_t vl, uint8_t, void* u) {
-          if (std::string_view(reinterpret_cast<const char*>(n), nl) == ":status")
-            static_cast<Client*>(u)->status =
-                std::stoi(std::string(reinterpret_cast<const char*>(v), vl));
+          auto& c = *static_cast<Client*>(u);
+          c.fields.emplace_back(std::string(reinterpret_cast<const char*>(n), nl),
+                                std::string(reinterpret_cast<const char*>(v), vl));
+          if (c.fields.back().first == ":status") c.status = std::stoi(c.fields.back().second);
           return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -116,6 +118,39 @@ void pump(Client& c, ServerCodec& s, bool* feed_ok = nullptr) {
   }
 }
 
+using Pair = std::pair<std::string, std::string>;
+
+TEST(ServerCodec, ResponseFieldsGoAsViewedWithTheirNamesLowered) {
+  Recorder r;
+  ServerCodec codec(r, ServerSettings{});
+  Client c;
+  int32_t a = c.request("GET", "/a");
+  int32_t b = c.request("GET", "/b");
+  pump(c, codec);
+  EXPECT_FALSE(codec.submit_response(a, 1000, std::span<const Field>{}, false));
+  // Views into an HTTP/1.1 head, as an upstream sent it; more fields than fit on the stack.
+  const std::string head = "Content-Type: text/plain\r\nX-Mixed-Case: Value Kept\r\n";
+  std::vector<Field> fields = {{std::string_view(head).substr(0, 12), "text/plain"},
+                               {std::string_view(head).substr(26, 12), "Value Kept"}};
+  ASSERT_TRUE(codec.submit_response(a, 404, fields, false));
+  pump(c, codec);
+  ASSERT_EQ(c.fields.size(), 3u);
+  EXPECT_EQ(c.fields[0], Pair(":status", "404"));
+  EXPECT_EQ(c.fields[1], Pair("content-type", "text/plain"));
+  EXPECT_EQ(c.fields[2], Pair("x-mixed-case", "Value Kept"));
+  EXPECT_EQ(head.substr(0, 12), "Content-Type") << "the codec must copy, not lower in place";
+
+  c.fields.clear();
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back("X-Field-" + std::to_string(i));
+  fields.clear();
+  for (auto& n : names) fields.push_back({n, n});
+  ASSERT_TRUE(codec.submit_response(b, 200, fields, false));
+  pump(c, codec);
+  ASSERT_EQ(c.fields.size(), 41u);
+  EXPECT_EQ(c.fields[40], Pair("x-field-39", "X-Field-39"));
+}
+
 TEST(ServerCodec, RequestWithoutBodyAndDeferredResponse) {
   Recorder r;
   ServerCodec codec(r, ServerSettings{});
@@ -155,8 +190,8 @@ struct TwoAnswers {
     r.out[a] = body_a;
     r.out[b] = body_b;
     r.out_done = true;
-    ASSERT_TRUE(codec.submit_response(a, 200, {}, true));
-    ASSERT_TRUE(codec.submit_response(b, 200, {}, true));
+    ASSERT_TRUE(codec.submit_response(a, 200, std::span<const Field>{}, true));
+    ASSERT_TRUE(codec.submit_response(b, 200, std::span<const Field>{}, true));
   }
 };
 
