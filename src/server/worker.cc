@@ -2,6 +2,7 @@
 
 #include "proxy/http_session.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -118,6 +120,8 @@ void Worker::start() {
         asio::detached);
   }
   thread_ = std::thread([this] {
+    // "kedge-worker7" in top -H and /proc (15 characters at most).
+    ::pthread_setname_np(::pthread_self(), fmt::format("kedge-worker{}", index_ % 1000).c_str());
     auto guard = asio::make_work_guard(ioc_);
     ioc_.run();
   });

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -181,3 +182,36 @@ def test_a_keep_alive_connection_follows_each_change(env):
         assert served("first.test", "/a") == "two"
     finally:
         conn.close()
+
+
+def _threads(pid: int) -> dict[str, list[int]]:
+    """The nice values of a process's threads, by thread name."""
+    out: dict[str, list[int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        out.setdefault(name, []).append(int(fields[16]))  # field 19 of stat: nice
+    return out
+
+
+def test_changes_are_made_at_a_lower_priority_than_requests_are_served(env):
+    # On a busy core a change waits for the workers, not they for it: the control thread runs
+    # at nice 5, each worker at the process's own nice value; both are named for top -H.
+    e = env.echo("app")
+    env.write("apps.yaml", service("app"), endpoint_slice("app", e.port, [e.endpoint()]),
+              ingress("app", [("app.test", [path_rule("/", "app")])]))
+    k = env.kedge(workers=2)
+    own = os.getpriority(os.PRIO_PROCESS, k.proc.pid)
+    threads = poll(lambda: (t := _threads(k.proc.pid)) and "kedge-control" in t and t,
+                   timeout(5), what="the control thread")
+    assert threads["kedge-control"] == [min(own + 5, 19)]
+    assert threads["kedge-worker0"] == [own] and threads["kedge-worker1"] == [own]
+    # And a change still lands while the workers serve.
+    env.write("more.yaml", ingress("more", [("more.test", [path_rule("/", "app")])]))
+    poll(lambda: k.service_of("more.test") == "app", RELOAD_BOUND_S, what="the new host")
