@@ -202,7 +202,7 @@ def _threads(pid: int) -> dict[str, list[int]]:
 
 def test_changes_are_made_at_a_lower_priority_than_requests_are_served(env):
     # On a busy core a change waits for the workers, not they for it: the control thread runs
-    # at nice 5, each worker at the process's own nice value; both are named for top -H.
+    # 5 nice steps below the process's own value, the workers at it; all are named for top -H.
     e = env.echo("app")
     env.write("apps.yaml", service("app"), endpoint_slice("app", e.port, [e.endpoint()]),
               ingress("app", [("app.test", [path_rule("/", "app")])]))
