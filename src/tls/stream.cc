@@ -111,9 +111,20 @@ asio::awaitable<error_code> Stream::flush() {
       continue;
     }
     if (out_.empty()) co_return error_code{};
+    // What the socket takes now costs no round through asio; only the rest waits for it.
+    auto [now_ec, now_sent] = send_now(socket_.native_handle(), asio::buffer(out_));
+    if (now_ec) {
+      send_error_ = now_ec;
+      continue;
+    }
+    if (now_sent == out_.size()) {
+      out_.clear();
+      co_return error_code{};
+    }
     send_running_ = true;
     sending_.swap(out_);
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(sending_), kUseTuple);
+    auto [ec, n] = co_await asio::async_write(
+        socket_, asio::buffer(sending_.data() + now_sent, sending_.size() - now_sent), kUseTuple);
     sending_.clear();
     send_running_ = false;
     if (ec) send_error_ = ec;

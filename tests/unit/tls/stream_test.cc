@@ -134,12 +134,11 @@ TEST(TlsStream, ConcurrentReadAndWriteKeepBothStreamsWhole) {
   EXPECT_TRUE(client_got == down);
 }
 
-TEST(TlsStream, RecordsTheSocketCannotTakeYetStayWholeAndInOrder) {
-  // Writes of one record each go straight to the socket. With small socket buffers and a
-  // client that waits before it reads, the socket takes part of a record or none of it: the
-  // rest must be queued and sent, in order, once the client reads.
+/// Writes `down` in writes of `chunk` bytes to a client that waits before it reads, over small
+/// socket buffers: the socket takes part of what is sent or none of it, and the rest must be
+/// queued and sent, in order, once the client reads.
+void slow_reader_gets_it_whole_and_in_order(const std::string& down, size_t chunk) {
   Pair p;
-  const std::string down = pattern(1'000'000, 'w');
   std::string client_got;
   size_t written_before_reading = 0, written = 0;
   p.server->socket().set_option(asio::socket_base::send_buffer_size(8192));
@@ -147,8 +146,8 @@ TEST(TlsStream, RecordsTheSocketCannotTakeYetStayWholeAndInOrder) {
   p.run(
       [&]() -> asio::awaitable<void> {
         EXPECT_FALSE(co_await p.server->handshake());
-        for (size_t at = 0; at < down.size(); at += 7'000) {
-          size_t len = std::min<size_t>(7'000, down.size() - at);
+        for (size_t at = 0; at < down.size(); at += chunk) {
+          size_t len = std::min<size_t>(chunk, down.size() - at);
           auto [ec, n] = co_await p.server->write(asio::buffer(down.data() + at, len));
           EXPECT_FALSE(ec) << ec.message();
           if (ec) break;
@@ -168,6 +167,17 @@ TEST(TlsStream, RecordsTheSocketCannotTakeYetStayWholeAndInOrder) {
   EXPECT_LT(written_before_reading, down.size() / 4) << "the socket never filled";
   EXPECT_EQ(written, down.size());
   EXPECT_TRUE(client_got == down);
+}
+
+TEST(TlsStream, RecordsTheSocketCannotTakeYetStayWholeAndInOrder) {
+  // Writes of one record each: the BIO sends each record from OpenSSL's buffer.
+  slow_reader_gets_it_whole_and_in_order(pattern(1'000'000, 'w'), 7'000);
+}
+
+TEST(TlsStream, LongWritesTheSocketCannotTakeYetStayWholeAndInOrder) {
+  // Writes of several records each: they are collected, sent as far as the socket takes them,
+  // and the rest through asio.
+  slow_reader_gets_it_whole_and_in_order(pattern(1'000'000, 'l'), 40'000);
 }
 
 TEST(TlsStream, WritesAfterThePeerResetFail) {
