@@ -555,21 +555,20 @@ asio::awaitable<void> Http2Session::exchange(Stream& s, const model::Route& rout
   const int status = rh.status;
   stats.by_status[status]++;
   // The fields as they lie in the response head: the codec copies them, lowering the names.
-  std::vector<http2::Field>& fields = fields_;
-  fields.clear();
+  fields_.clear();
   const EndToEnd end_to_end(rh);
   for (size_t i = 0; i < rh.size(); ++i) {
     std::string_view name = rh.name(i);
-    if (end_to_end.keeps(name)) fields.push_back({name, rh.value(i)});
+    if (end_to_end.keeps(name)) fields_.push_back({name, rh.value(i)});
   }
   if (!listener_.hsts.empty() && down_.is_tls() && !rh.count("strict-transport-security"))
-    fields.push_back({"strict-transport-security", listener_.hsts});
+    fields_.push_back({"strict-transport-security", listener_.hsts});
   const bool until_close = response.body_until_close();
   const bool no_body =
       head_request || status == 204 || status == 304 ||
       (!response.chunked() && !until_close && response.content_length().value_or(0) == 0);
   s.responded = true;
-  codec_.submit_response(s.id, status, fields, !no_body);
+  codec_.submit_response(s.id, status, fields_, !no_body);
   flush();
 
   response.resume();

@@ -115,7 +115,7 @@ asio::awaitable<error_code> Stream::flush() {
     auto [now_ec, now_sent] = send_now(socket_.native_handle(), asio::buffer(out_));
     if (now_ec) {
       send_error_ = now_ec;
-      continue;
+      co_return now_ec;
     }
     if (now_sent == out_.size()) {
       out_.clear();
