@@ -38,6 +38,10 @@ WORKLOADS = env("BENCH_WORKLOADS", "ka100 ka4k ka64k close tls-h2 tls-h1 upload 
                 "ka100 ka4k ka64k close tls-h2 tls-h1 upload download").split()
 TRANSFER_REPS = env("BENCH_TRANSFER_REPS", 3, 3)
 VHOSTS = env("BENCH_VHOSTS", 1000, 1000)
+# Idle upstream connections each worker keeps per backend (nginx `keepalive`, kedge
+# --upstream-keepalive-connections; HAProxy keeps all). Above the 400 streams in flight at
+# TLS + HTTP/2, so that no proxy closes and reopens upstream connections under steady load.
+UPSTREAM_KEEPALIVE = env("BENCH_UPSTREAM_KEEPALIVE", 1024, 1024)
 CHANGE_SECONDS = env("BENCH_CHANGE_SECONDS", 20, 5)
 CHANGE_INTERVAL = env("BENCH_CHANGE_INTERVAL_MS", 100, 100) / 1000.0
 SCALE_INGRESSES = env("BENCH_SCALE_INGRESSES", 10000, 10000)
@@ -391,7 +395,7 @@ http {{
     hosts = list(range(VHOSTS)) + (["extra"] if extra_host else [])
     for i in hosts:
         srv = servers + ([f"server 127.0.0.1:{ports['backend2']};"] if second_endpoint and i == BUSY else [])
-        lines.append(f"  upstream u{i} {{ {' '.join(srv)} keepalive 320; keepalive_requests 100000000; }}\n"
+        lines.append(f"  upstream u{i} {{ {' '.join(srv)} keepalive {UPSTREAM_KEEPALIVE}; keepalive_requests 100000000; }}\n"
                      f"  server {{ listen 127.0.0.1:{ports['http']}; listen 127.0.0.1:{ports['https']} ssl http2;"
                      f" server_name h{i}.bench.test; location / {{ proxy_pass http://u{i}; }} }}\n")
     lines.append("}\n")
@@ -561,7 +565,8 @@ def start_kedge(tmp, ports, workers, mdir, ready_timeout=60, prefix=()):
                           "--http-listen", f"127.0.0.1:{ports['http']}",
                           "--https-listen", f"127.0.0.1:{ports['https']}",
                           "--admin-listen", f"127.0.0.1:{ports['admin']}", "--workers", str(workers),
-                          "--max-body-bytes", "0", "--hsts-max-age", "0"]
+                          "--max-body-bytes", "0", "--hsts-max-age", "0",
+                          "--upstream-keepalive-connections", str(UPSTREAM_KEEPALIVE)]
     p = popen(cmd, SERVER_CPU, stderr=open(os.path.join(tmp, "kedge.log"), "a"))
     wait_http(ports["http"], HOST, timeout=ready_timeout)
     return Proxy("kedge", p, ports)
