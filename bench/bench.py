@@ -567,6 +567,7 @@ def start_kedge(tmp, ports, workers, mdir, ready_timeout=60, prefix=()):
                           "--admin-listen", f"127.0.0.1:{ports['admin']}", "--workers", str(workers),
                           "--max-body-bytes", "0", "--hsts-max-age", "0",
                           "--upstream-keepalive-connections", str(UPSTREAM_KEEPALIVE)]
+    cmd += os.environ.get("BENCH_KEDGE_ARGS", "").split()
     p = popen(cmd, SERVER_CPU, stderr=open(os.path.join(tmp, "kedge.log"), "a"))
     wait_http(ports["http"], HOST, timeout=ready_timeout)
     return Proxy("kedge", p, ports)
