@@ -42,7 +42,8 @@ UpstreamExchange::~UpstreamExchange() { end_attempt(); }
 
 void UpstreamExchange::forget_stale() {
   tried_.pop_back();  // a stale pooled connection says nothing of the endpoint...
-  ctx_.upstreams.prune_idle(conn_->endpoint);  // ...but its siblings may be stale too
+  // ...but those pooled before it may be stale too.
+  ctx_.upstreams.prune_idle(conn_->endpoint, conn_->idle_since);
 }
 
 void UpstreamExchange::end_attempt() {
@@ -222,6 +223,7 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
     if (end.event == http1::Parser::Event::MessageComplete) response.resume();
   }
   deadline_.arm(Phase::UpstreamRead, read_timeout_);
+  boost::system::error_code failure;
   while (true) {
     if (!in.empty()) {
       auto step = response.execute(in.data(), in.size());
@@ -240,11 +242,21 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
       if (step.event == http1::Parser::Event::MessageComplete) response.resume();
     }
     auto [ec, n] = co_await conn_->read_some(free_space(in));
-    if (ec) break;
+    if (ec) {
+      failure = ec;
+      break;
+    }
     got_bytes_ = true;
     in.commit(n);
   }
   bool timeout = deadline_.expired(Phase::UpstreamRead);
+  if (!timeout && failure == asio::error::operation_aborted) {
+    // Cancelled by the request's owner (its client left): nothing is known of the endpoint or
+    // the pool, and nobody waits for a retry.
+    failure_status_ = 502;
+    end_attempt();
+    co_return Head::Failed;
+  }
   failure_status_ = timeout ? 504 : 502;
   spdlog::debug("upstream {} for {}: {}", conn_->endpoint.to_string(), route_.cluster->name,
                 timeout ? "read timeout" : "no valid response");

@@ -160,10 +160,14 @@ ConnectionPtr Upstreams::take_idle(const model::SocketAddress& a, model::Upstrea
   return nullptr;
 }
 
-void Upstreams::prune_idle(const model::SocketAddress& a) {
+void Upstreams::prune_idle(const model::SocketAddress& a, Clock::time_point pooled_by) {
   auto it = endpoints_.find(a);
   if (it == endpoints_.end()) return;
-  std::erase_if(it->second.idle, [](ConnectionPtr& c) { return peer_closed(*c); });
+  auto& idle = it->second.idle;  // in the order they were pooled
+  auto older = std::find_if(idle.begin(), idle.end(),
+                            [&](const ConnectionPtr& c) { return c->idle_since > pooled_by; });
+  idle.erase(std::remove_if(idle.begin(), older, [](ConnectionPtr& c) { return peer_closed(*c); }),
+             older);
 }
 
 void Upstreams::put_idle(ConnectionPtr connection) {

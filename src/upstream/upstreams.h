@@ -93,8 +93,10 @@ class Upstreams {
   /// on a stale connection skip it).
   ConnectionPtr take_idle(const model::SocketAddress& a, model::UpstreamProtocol protocol,
                           bool verify);
-  /// Closes the idle connections to `a` that the peer has closed (after one was found stale).
-  void prune_idle(const model::SocketAddress& a);
+  /// After a connection pooled at `pooled_by` was found stale: closes the idle connections to
+  /// `a` pooled no later than it that the peer has closed. Those pooled since are left unlooked
+  /// at (a look is a system call each, and a pool may hold a thousand).
+  void prune_idle(const model::SocketAddress& a, Clock::time_point pooled_by);
   /// Returns a connection for reuse; it is closed instead when the pool is full.
   void put_idle(ConnectionPtr connection);
   /// The worker's readiness set for plain HTTP/1.1 connections, made on first use.

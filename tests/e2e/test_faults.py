@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -43,7 +44,7 @@ def backends():
         b.close()
 
 
-def serve(env, raw: RawBackend, *flags: str, extra: list | None = None):
+def serve(env, raw: RawBackend, *flags: str, extra: list | None = None, workers: int = 2):
     """raw.test → the raw backend (and `extra` endpoints on its port); good.test → echo."""
     good = env.echo("good")
     eps = [{"addresses": [raw.ip], "conditions": {"ready": True}}, *(extra or [])]
@@ -52,7 +53,7 @@ def serve(env, raw: RawBackend, *flags: str, extra: list | None = None):
               service("good"), endpoint_slice("good", good.port, [good.endpoint()]))
     env.write("ingress.yaml", ingress("faults", [("raw.test", [path_rule("/", "raw")]),
                                                  ("good.test", [path_rule("/", "good")])]))
-    return env.kedge("--upstream-read-timeout", str(READ_TIMEOUT_MS), *flags)
+    return env.kedge("--upstream-read-timeout", str(READ_TIMEOUT_MS), *flags, workers=workers)
 
 
 def reset(sock: socket.socket) -> None:
@@ -177,6 +178,35 @@ def test_endpoint_that_accepts_and_drops_is_ejected(env, backends):
     # ...and after 3 failures in a row a worker ejects the endpoint: without passive health
     # checks, round robin would have sent it about 20 of the 40 (two workers, 3 each, + slack).
     assert raw.connections <= 8, raw.connections
+
+
+def test_clients_that_leave_count_against_no_endpoint(env, backends):
+    """HTTP/2 clients that leave before their answer cancel the upstream attempts: that says
+    nothing of the endpoint, which keeps its share of the traffic (it is not ejected)."""
+    gate = threading.Event()
+
+    def slow_or_quick(sock, head):
+        if b" /slow " in head:
+            gate.wait(timeout(5))
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw")
+        return True
+    raw = backends(slow_or_quick)
+    other = env.echo("raw", pod="raw-other", ip="127.0.0.2", port=raw.port)
+    k = serve(env, raw, extra=[other.endpoint()], workers=1)
+    # 12 clients at once, each on a connection of its own, give up after 0.5 s: round robin
+    # sends about 6 to the slow endpoint, each on a new upstream connection.
+    url = f"http://{k.ip}:{k.http_port}/slow"
+    clients = [subprocess.Popen(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge",
+                                 "--max-time", "0.5", "-H", "Host: raw.test", "-o", "/dev/null",
+                                 url], stderr=subprocess.DEVNULL) for _ in range(12)]
+    for c in clients:
+        c.wait(timeout(10))
+    slow_before = sum(b" /slow " in h for h in raw.requests)
+    gate.set()
+    # Ejected, the endpoint would get none of these for a second; it gets half.
+    bodies = [k.request("raw.test", f"/{i}").body for i in range(20)]
+    assert slow_before >= 3, raw.requests
+    assert 5 <= bodies.count(b"raw") <= 15, bodies
 
 
 def test_oversized_response_head_is_502(env, backends):

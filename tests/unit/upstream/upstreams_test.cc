@@ -182,6 +182,7 @@ class IdlePoolTest : public testing::Test {
       sockets_.push_back(c->socket.native_handle());
       peers_.push_back(acceptor.accept());
       u_.put_idle(std::move(c));
+      pooled_by_.push_back(Clock::now());  // no earlier than this one, before the next
     }
   }
   /// Which of the pooled connections `c` is (by the order they were pooled).
@@ -200,6 +201,7 @@ class IdlePoolTest : public testing::Test {
   model::SocketAddress address_;
   std::vector<int> sockets_;
   std::vector<tcp::socket> peers_;
+  std::vector<Clock::time_point> pooled_by_;
 };
 
 TEST_F(IdlePoolTest, NewestFirstAndOnlyCheckedWhenAsked) {
@@ -223,10 +225,22 @@ TEST_F(IdlePoolTest, PruneDropsOnlyClosedConnections) {
   pool(4);
   peers_[1].close();
   peers_[3].close();
-  u_.prune_idle(address_);
+  u_.prune_idle(address_, pooled_by_[3]);
   EXPECT_EQ(which(take(false)), 2);
   EXPECT_EQ(which(take(false)), 0);
   EXPECT_EQ(take(false), nullptr);
+}
+
+TEST_F(IdlePoolTest, PruneLooksOnlyAtThosePooledBeforeTheStaleOne) {
+  pool(5);
+  peers_[0].close();
+  peers_[1].close();
+  peers_[4].close();
+  u_.prune_idle(address_, pooled_by_[2]);  // connection 2 was found stale
+  EXPECT_EQ(which(take(false)), 4);        // pooled after it: not looked at, still pooled
+  EXPECT_EQ(which(take(false)), 3);
+  EXPECT_EQ(which(take(false)), 2);
+  EXPECT_EQ(take(false), nullptr);  // 0 and 1, pooled before it, were closed and dropped
 }
 
 TEST_F(IdlePoolTest, IdleTimeoutAppliesWithoutTheCheck) {
