@@ -33,7 +33,8 @@ void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
   ms("--upstream-keepalive-timeout", l.upstream_idle_timeout,
      "ms an idle upstream connection is kept for reuse");
   cmd.add_option("--upstream-keepalive-connections", l.upstream_idle_per_endpoint,
-                 "Idle upstream connections kept per endpoint and worker")
+                 "Idle upstream connections kept per endpoint and worker; below the requests "
+                 "a worker has in flight to one endpoint, connections are closed and reopened")
       ->capture_default_str();
   cmd.add_option("--max-connections", l.max_connections,
                  "Open client connections per worker; more are closed at accept")
