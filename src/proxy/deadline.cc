@@ -60,6 +60,11 @@ void Deadline::stop() {
   queue_->remove(*this);
 }
 
+void Deadline::abandon() {
+  abandoned_ = true;
+  if (upstream_) upstream_->cancel();
+}
+
 void Deadline::fire(Clock::time_point now) {
   fired_ = true;
   fired_phase_ = phase_;

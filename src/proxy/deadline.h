@@ -85,6 +85,10 @@ class Deadline {
   /// The upstream connection whose operations the deadline also cuts (nullptr: none).
   void watch(upstream::Connection* upstream) { upstream_ = upstream; }
   upstream::Connection* watched() const { return upstream_; }
+  /// The owner gives up on the exchange (its client left): the watched upstream's operations
+  /// end, and no attempt follows. What they end with says nothing of the endpoint.
+  void abandon();
+  bool abandoned() const { return abandoned_; }
   /// Enforces the deadline from now until stop() (or destruction).
   void start();
   void stop();
@@ -102,6 +106,7 @@ class Deadline {
   Phase fired_phase_ = Phase::Idle;
   bool fired_ = false;
   bool started_ = false;
+  bool abandoned_ = false;
   Deadline* prev_ = nullptr;  // in the queue, while started
   Deadline* next_ = nullptr;
 };

@@ -115,9 +115,8 @@ Http2Session::Http2Session(WorkerContext& ctx, DownstreamStream stream,
 
 Http2Session::~Http2Session() = default;
 
-void Http2Session::cancel_upstream(Stream& s) {
-  if (!s.deadline || !s.deadline->watched()) return;
-  s.deadline->watched()->cancel();
+void Http2Session::abandon_exchange(Stream& s) {
+  if (s.deadline) s.deadline->abandon();
 }
 
 void Http2Session::flush() {
@@ -134,7 +133,7 @@ asio::awaitable<void> Http2Session::run() {
   // Streams still running end now: their client is gone.
   for (auto& [id, s] : streams_) {
     s->closed = true;
-    cancel_upstream(*s);
+    abandon_exchange(*s);
     s->signal.notify();
     s->out_signal.notify();
   }
@@ -261,7 +260,7 @@ void Http2Session::on_stream_close(int32_t id, uint32_t) {
   s.closed = true;
   if (!s.body_in.empty()) codec_.consume(id, s.body_in.size());
   s.body_in.clear();
-  cancel_upstream(s);
+  abandon_exchange(s);
   s.signal.notify();
   s.out_signal.notify();
   streams_.erase(it);
@@ -631,8 +630,8 @@ asio::awaitable<void> Http2Session::exchange_h2(Stream& s, const model::Route& r
   bool finished = false;                    // the response ended or was cut, or the client left
   bool submitted = false;
   auto cut = [&](int status) {
+    if (s.closed) return;  // the client left: that says nothing of the endpoint
     if (!submitted && (status == 502 || status == 504)) exchange.report(false);
-    if (s.closed) return;
     if (submitted) {
       codec_.reset(s.id, NGHTTP2_INTERNAL_ERROR);  // the client must see the cut
       flush();

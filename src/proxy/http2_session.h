@@ -51,7 +51,8 @@ class Http2Session final : private http2::ServerCodec::Handler {
                                         int64_t max_body);
   boost::asio::awaitable<void> exchange_h2(Stream& s, const model::Route& route, Deadline& deadline,
                                            int64_t max_body);
-  void cancel_upstream(Stream& s);
+  /// The stream's client is gone: its upstream exchange, if one runs, ends.
+  void abandon_exchange(Stream& s);
   void local(Stream& s, int status, const std::string& stats_key = {});
   void respond(Stream& s, int status, std::vector<http2::Header> headers, std::string body);
   void discard_body(Stream& s);

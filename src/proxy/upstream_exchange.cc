@@ -80,6 +80,10 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
   if (!ec && model::is_http2(protocol))
     conn_->h2 = std::make_unique<http2::ClientCodec>(ctx_.limits.http2_max_header_list_size);
   deadline_.watch(nullptr);
+  if (ec && deadline_.abandoned()) {  // nothing is known of the endpoint
+    conn_.reset();
+    co_return false;
+  }
   if (ec) {
     bool timeout = deadline_.expired(Phase::Connect);
     ctx_.stats.upstream_connect_failures++;
@@ -99,7 +103,7 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
 }
 
 const model::Endpoint* UpstreamExchange::pick_next() {
-  if (attempts_ >= ctx_.limits.max_attempts) return nullptr;
+  if (attempts_ >= ctx_.limits.max_attempts || deadline_.abandoned()) return nullptr;
   ++attempts_;
   const model::Endpoint* ep = ctx_.upstreams.pick(*route_.cluster, tried_);
   if (!ep) return nullptr;
@@ -149,7 +153,7 @@ asio::awaitable<bool> UpstreamExchange::acquire() {
 bool UpstreamExchange::head_sent(boost::system::error_code ec) {
   if (!ec) return true;
   failure_status_ = deadline_.expired(Phase::UpstreamSend) ? 504 : 502;
-  if (reused_) forget_stale();
+  if (reused_ && !deadline_.abandoned()) forget_stale();
   end_attempt();
   return false;
 }
@@ -249,14 +253,11 @@ asio::awaitable<UpstreamExchange::Head> UpstreamExchange::read_head() {
     got_bytes_ = true;
     in.commit(n);
   }
-  bool timeout = deadline_.expired(Phase::UpstreamRead);
-  if (!timeout && failure == asio::error::operation_aborted) {
-    // Cancelled by the request's owner (its client left): nothing is known of the endpoint or
-    // the pool, and nobody waits for a retry.
-    failure_status_ = 502;
+  if (deadline_.abandoned()) {  // nothing is known of the endpoint or the pool
     end_attempt();
     co_return Head::Failed;
   }
+  bool timeout = deadline_.expired(Phase::UpstreamRead);
   failure_status_ = timeout ? 504 : 502;
   spdlog::debug("upstream {} for {}: {}", conn_->endpoint.to_string(), route_.cluster->name,
                 timeout ? "read timeout" : "no valid response");

@@ -19,7 +19,9 @@ namespace kedge::proxy {
 /// an endpoint, connects (or takes a pooled connection), sends the request head and reads the
 /// response head. When an attempt fails in a way that is safe to repeat, the next open() tries
 /// another endpoint. What lies between (the request body) and after (the response body) belongs
-/// to the caller, which knows the downstream protocol. Every wait is bounded by `deadline`.
+/// to the caller, which knows the downstream protocol. Every wait is bounded by `deadline`;
+/// once it is abandoned (the client left), the attempt ends and none follows, and nothing is
+/// held against the endpoint or the pool.
 /// Thread: owning worker only. Owner: the request's coroutine.
 class UpstreamExchange {
  public:

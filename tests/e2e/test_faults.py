@@ -35,8 +35,8 @@ READ_TIMEOUT_MS = 600
 def backends():
     started: list[RawBackend] = []
 
-    def start(handler) -> RawBackend:
-        b = RawBackend(handler)
+    def start(handler, **where) -> RawBackend:
+        b = RawBackend(handler, **where)
         started.append(b)
         return b
     yield start
@@ -207,6 +207,49 @@ def test_clients_that_leave_count_against_no_endpoint(env, backends):
     bodies = [k.request("raw.test", f"/{i}").body for i in range(20)]
     assert slow_before >= 3, raw.requests
     assert 5 <= bodies.count(b"raw") <= 15, bodies
+
+
+def test_clients_that_leave_while_kedge_connects_blame_no_endpoint(env, backends):
+    """An HTTP/2 client that leaves while kedge still connects to an endpoint that does not
+    accept ends the attempt: no other endpoint is tried for nobody, and the hanging endpoint is
+    not ejected."""
+    raw = backends(lambda sock, head: sock.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw") or True)
+    # An endpoint whose accept queue is full: the kernel drops further SYNs, connects hang.
+    full = socket.socket()
+    full.bind(("127.0.0.3", raw.port))
+    full.listen(0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.3", raw.port))
+        fillers.append(c)
+    try:
+        k = serve(env, raw, extra=[{"addresses": ["127.0.0.3"], "conditions": {"ready": True}}],
+                  workers=1)
+        url = f"http://{k.ip}:{k.http_port}/gone"
+        clients = [subprocess.Popen(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge",
+                                     "--max-time", "0.5", "-H", "Host: raw.test", "-o",
+                                     "/dev/null", url], stderr=subprocess.DEVNULL)
+                   for _ in range(12)]
+        for c in clients:
+            c.wait(timeout(10))
+        time.sleep(0.3)
+    finally:
+        for c in fillers:
+            c.close()
+        full.close()
+    # Round robin sent about half to each; those whose connect hung were not tried again.
+    gone = sum(b" /gone " in h for h in raw.requests)
+    assert 3 <= gone <= 8, raw.requests
+    # The endpoint accepts now. Ejected, it would get none of these; it gets half.
+    late = backends(lambda sock, head: sock.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate") or True, ip="127.0.0.3",
+        port=raw.port)
+    bodies = [k.request("raw.test", f"/{i}").body for i in range(20)]
+    assert 5 <= bodies.count(b"late") <= 15, bodies
+    assert len(late.requests) == bodies.count(b"late")
 
 
 def test_oversized_response_head_is_502(env, backends):

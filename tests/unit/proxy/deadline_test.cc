@@ -2,6 +2,8 @@
 // DeadlineQueue, the one timer behind a worker's deadlines.
 #include "proxy/deadline.h"
 
+#include "upstream/upstreams.h"
+
 #include <gtest/gtest.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -109,6 +111,34 @@ TEST(Deadline, StoppedOrDestroyedItCancelsNothing) {
   q.io.run_for(1s);
   ASSERT_TRUE(ec);
   EXPECT_EQ(*ec, asio::error::eof);
+}
+
+TEST(Deadline, AbandonedItEndsTheUpstreamWaitAndNoPhaseExpires) {
+  Quiet q;
+  upstream::Connection conn(q.io.get_executor(), model::UpstreamProtocol::Http);
+  conn.socket.connect(q.acceptor.local_endpoint());
+  tcp::socket quiet_peer = q.acceptor.accept();
+  Deadline deadline(q.queue, nullptr);
+  deadline.arm(Phase::UpstreamRead, Millis(60'000));
+  deadline.start();
+  deadline.watch(&conn);
+  std::optional<boost::system::error_code> ec;
+  auto read = [&]() -> asio::awaitable<void> {
+    char b[16];
+    auto [e, n] = co_await conn.read_some(asio::buffer(b));
+    ec = e;
+  };
+  asio::co_spawn(q.io, read(), asio::detached);
+  q.io.run_for(20ms);
+  EXPECT_FALSE(ec);
+  EXPECT_FALSE(deadline.abandoned());
+  deadline.abandon();
+  q.io.run_for(200ms);
+  ASSERT_TRUE(ec) << "the read still waits";
+  EXPECT_EQ(*ec, asio::error::operation_aborted);
+  EXPECT_TRUE(deadline.abandoned());
+  EXPECT_FALSE(deadline.expired(Phase::UpstreamRead));  // not a timeout
+  deadline.stop();
 }
 
 TEST(Deadline, ManyShareOneTimerAndOnlyThosePassedFire) {
