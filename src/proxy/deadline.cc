@@ -1,5 +1,6 @@
 #include "proxy/deadline.h"
 
+#include "proxy/downstream_stream.h"
 #include "upstream/upstreams.h"
 
 #include <algorithm>
@@ -68,8 +69,7 @@ void Deadline::abandon() {
 void Deadline::fire(Clock::time_point now) {
   fired_ = true;
   fired_phase_ = phase_;
-  boost::system::error_code ignored;
-  if (downstream_) downstream_->cancel(ignored);
+  if (downstream_) downstream_->cancel();
   if (upstream_) upstream_->cancel();
   at_ = now + std::chrono::hours(24);  // once; arm() sets the next
 }

@@ -2,7 +2,6 @@
 
 #include "proxy/limits.h"
 
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
@@ -14,6 +13,8 @@ struct Connection;
 }
 
 namespace kedge::proxy {
+
+class DownstreamStream;
 
 /// What a connection or stream waits for; each wait has its own timeout.
 enum class Phase : uint8_t {
@@ -68,8 +69,8 @@ class DeadlineQueue {
 /// Thread: owning worker only. Owner: the session (or stream) whose waits it bounds.
 class Deadline {
  public:
-  /// `downstream`: the client socket to cancel too (nullptr for an HTTP/2 stream).
-  Deadline(DeadlineQueue& queue, boost::asio::ip::tcp::socket* downstream)
+  /// `downstream`: the client connection to cancel too (nullptr for an HTTP/2 stream).
+  Deadline(DeadlineQueue& queue, DownstreamStream* downstream)
       : queue_(&queue), downstream_(downstream) {}
   ~Deadline() { stop(); }
   Deadline(const Deadline&) = delete;
@@ -99,7 +100,7 @@ class Deadline {
   void fire(Clock::time_point now);
 
   DeadlineQueue* queue_;
-  boost::asio::ip::tcp::socket* downstream_;
+  DownstreamStream* downstream_;
   upstream::Connection* upstream_ = nullptr;
   Clock::time_point at_ = Clock::time_point::max();
   Phase phase_ = Phase::Idle;

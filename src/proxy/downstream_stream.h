@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/readiness.h"
 #include "common/send_now.h"
 #include "model/snapshot.h"
 #include "tls/stream.h"
@@ -57,8 +58,30 @@ class DownstreamStream {
       pending_.erase(0, n);
       co_return IoResult{boost::system::error_code(), n};
     }
-    if (tls_) co_return co_await tls_->read_some(buffer);
+    if (tls_) co_return co_await tls_->read_some(buffer);  // its socket is watched for its end only
+    if (input_) co_return co_await read_watched(plain_, *input_, buffer);
     co_return co_await plain_.async_read_some(buffer, t);
+  }
+  /// From now on, the worker's `readiness` set watches the connection: a plain one's reads
+  /// wait for it to report input once a read drained the socket (a keep-alive client's next
+  /// request costs no recv that would block), and report_end() works.
+  void watch(Readiness& readiness) {
+    if (input_) return;
+    input_ = std::make_unique<WatchedInput>(plain_.get_executor());
+    if (!readiness.watch(socket().native_handle(), *input_)) input_.reset();
+  }
+  /// See Readiness::report_end(); nothing while the connection is not watched.
+  void report_end(void (*fn)(void*), void* arg) {
+    if (input_) input_->readiness->report_end(*input_, fn, arg);
+  }
+  void stop_end_report() {
+    if (input_) input_->readiness->stop_end_report(*input_);
+  }
+  /// Ends the operations in progress (they complete with operation_aborted).
+  void cancel() {
+    boost::system::error_code ignored;
+    socket().cancel(ignored);
+    if (input_) input_->wait.cancel();
   }
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer) {
     constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
@@ -73,6 +96,7 @@ class DownstreamStream {
   boost::asio::ip::tcp::socket plain_;
   boost::asio::ip::tcp::endpoint peer_;
   std::string pending_;
+  std::unique_ptr<WatchedInput> input_;  // where it is stable when the stream moves
   std::unique_ptr<Tls> tls_;
   std::string server_name_;
   model::SnapshotConstPtr handshake_snapshot_;

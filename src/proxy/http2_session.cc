@@ -198,8 +198,7 @@ asio::awaitable<void> Http2Session::writer() {
   }
   done_ = true;
   watchdog_timer_.cancel();
-  boost::system::error_code ignored;
-  down_.socket().cancel(ignored);  // ends the reader
+  down_.cancel();  // ends the reader
 }
 
 asio::awaitable<void> Http2Session::watchdog() {
@@ -208,9 +207,8 @@ asio::awaitable<void> Http2Session::watchdog() {
     co_await watchdog_timer_.async_wait(kUseTuple);
     if (done_) break;
     auto now = Clock::now();
-    boost::system::error_code ignored;
     if (writing_ && now - write_started_ > ctx_.limits.client_body_timeout) {
-      down_.socket().cancel(ignored);  // the client stopped reading
+      down_.cancel();  // the client stopped reading
       continue;
     }
     if (streams_.empty() && !goaway_sent_ &&

@@ -57,7 +57,7 @@ HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const List
       sessions_(ctx.sessions),
       down_(std::move(stream)),
       listener_(listener),
-      deadline_(ctx.deadlines, &down_.socket()),
+      deadline_(ctx.deadlines, &down_),
       in_(kBufferSize),
       request_(http1::Parser::Type::Request, ctx.limits.max_head_bytes),
       h2c_(h2c) {
@@ -75,8 +75,7 @@ HttpSession::~HttpSession() {
 
 void HttpSession::close_if_idle() {
   if (deadline_.phase() != Phase::Idle || done_) return;
-  boost::system::error_code ignored;
-  down_.socket().cancel(ignored);  // the pending read ends; one_request() closes the connection
+  down_.cancel();  // the pending read ends; one_request() closes the connection
 }
 
 std::optional<DownstreamStream> HttpSession::take_http2() {
@@ -359,6 +358,24 @@ void HttpSession::build_upstream_head(std::string& out, bool upgrade, bool chunk
                            listener_.scheme);
 }
 
+namespace {
+
+/// While it lives, the client's end of the stream abandons the exchange `deadline` bounds.
+class AbandonOnEnd {
+ public:
+  AbandonOnEnd(DownstreamStream& down, Deadline& deadline) : down_(down) {
+    down_.report_end([](void* d) { static_cast<Deadline*>(d)->abandon(); }, &deadline);
+  }
+  ~AbandonOnEnd() { down_.stop_end_report(); }
+  AbandonOnEnd(const AbandonOnEnd&) = delete;
+  AbandonOnEnd& operator=(const AbandonOnEnd&) = delete;
+
+ private:
+  DownstreamStream& down_;
+};
+
+}  // namespace
+
 asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& route) {
   const model::Cluster& cluster = *route.cluster;
   const http1::MessageHead& head = request_.head();
@@ -371,6 +388,10 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   const int64_t max_body =
       route.options.max_body_bytes >= 0 ? route.options.max_body_bytes : limits.max_body_bytes;
   auto local = [&](int status, bool close) -> asio::awaitable<Outcome> {
+    if (deadline_.abandoned()) {  // nginx's 499: the client closed the request
+      stats.by_status[499]++;
+      co_return Outcome::Close;
+    }
     stats.by_status[status]++;
     co_return co_await reply(status, close || !request_.keep_alive());
   };
@@ -382,6 +403,11 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
   if (model::is_http2(route.options.protocol)) co_return co_await local(502, has_body);
 
   build_upstream_head(up_head_, upgrade, chunked);
+  // A client that leaves (closes, resets or shuts down its side) while its request is served
+  // abandons the exchange, as nginx does (proxy_ignore_client_abort off): the upstream
+  // connection closes, and no other endpoint is tried.
+  down_.watch(ctx_.readiness);
+  std::optional<AbandonOnEnd> abandon_on_end(std::in_place, down_, deadline_);
   UpstreamExchange exchange(ctx_, route, deadline_, head.method(), head_request_, has_body);
   bool request_complete = !has_body;
   bool answered = false;
@@ -468,6 +494,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::proxy(const model::Route& rou
     out_.append("HTTP/1.1 101 Switching Protocols\r\n");
     copy_end_to_end_fields(rh, out_, false);
     out_.append("Connection: upgrade\r\nUpgrade: ").append(rh.get("upgrade")).append("\r\n\r\n");
+    abandon_on_end.reset();  // a tunnel carries each side's end to the other
     if (co_await write_down(out_.data(), out_.size())) co_await tunnel(conn);
     co_return Outcome::Close;
   }

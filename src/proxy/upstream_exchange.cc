@@ -96,9 +96,8 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
   }
   boost::system::error_code ignored;
   conn_->socket.set_option(tcp::no_delay(true), ignored);
-  // Plain HTTP/1.1 reads wait for the worker's readiness set to report input (upstreams.h).
-  if (!conn_->tls && !conn_->h2)
-    ctx_.upstreams.readiness(conn_->socket.get_executor()).watch(*conn_);
+  // Plain HTTP/1.1 reads wait for the worker's readiness set to report input.
+  if (!conn_->tls && !conn_->h2) ctx_.readiness.watch(conn_->socket.native_handle(), conn_->input);
   co_return true;
 }
 

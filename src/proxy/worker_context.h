@@ -1,6 +1,7 @@
 #pragma once
 
 #include "common/buffer_pool.h"
+#include "common/readiness.h"
 #include "model/snapshot.h"
 #include "proxy/client_limiter.h"
 #include "proxy/deadline.h"
@@ -26,12 +27,14 @@ struct WorkerContext {
       : limits(l),
         client_limiter(client_limiter),
         deadlines(executor),
+        readiness(executor),
         upstreams(l),
         rng(std::random_device{}()) {}
 
   const Limits& limits;
   ClientLimiter& client_limiter;  // shared by every worker
   DeadlineQueue deadlines;        // behind every connection's and stream's Deadline
+  Readiness readiness;  // input of plain keep-alive client and HTTP/1.1 upstream connections
   model::SnapshotConstPtr
       snapshot;                 // swapped by set_snapshot(), in a task the control thread posts
   uint64_t snapshot_epoch = 0;  // how many swaps: what a connection's memo of a route keys on

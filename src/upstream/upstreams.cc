@@ -23,35 +23,11 @@ size_t AddressHash::operator()(const model::SocketAddress& a) const noexcept {
 }
 
 asio::awaitable<Connection::IoResult> Connection::read_some(asio::mutable_buffer buffer) {
-  constexpr auto t = asio::as_tuple(asio::use_awaitable);
-  if (tls) co_return co_await tls->async_read_some(buffer, t);
-  if (!readiness || buffer.size() == 0) co_return co_await socket.async_read_some(buffer, t);
-  while (true) {
-    if (has_input) {
-      ssize_t n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
-      if (n > 0) {
-        // A short read emptied the socket: what arrives next is reported to `readiness`. Not
-        // the end of the stream, though: no report follows the one that announced it.
-        if (static_cast<size_t>(n) < buffer.size() && !input_ended) has_input = false;
-        co_return IoResult{boost::system::error_code(), static_cast<size_t>(n)};
-      }
-      if (n == 0) co_return IoResult{asio::error::eof, 0};
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
-        co_return IoResult{boost::system::error_code(errno, boost::system::system_category()), 0};
-      has_input = false;
-    }
-    readiness->park(*this);
-    co_await input_wait.async_wait(t);
-    if (boost::system::error_code ec = readiness->unpark(*this)) co_return IoResult{ec, 0};
-  }
+  if (tls) co_return co_await tls->async_read_some(buffer, asio::as_tuple(asio::use_awaitable));
+  co_return co_await read_watched(socket, input, buffer);
 }
 
-void Connection::cancel() {
-  boost::system::error_code ignored;
-  socket.cancel(ignored);
-  input_wait.cancel();
-}
+void Connection::cancel() { cancel_read(socket, input); }
 
 Connection::IoResult Connection::send_now(asio::const_buffer buffer) {
   if (tls) return IoResult{boost::system::error_code(), 0};

@@ -1,11 +1,11 @@
 #pragma once
 
 #include "common/byte_buffer.h"
+#include "common/readiness.h"
 #include "http1/parser.h"
 #include "http2/client_codec.h"
 #include "model/snapshot.h"
 #include "proxy/limits.h"
-#include "upstream/readiness.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -33,7 +33,7 @@ struct Connection {
   using Tls = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
   using IoResult = std::tuple<boost::system::error_code, size_t>;
   Connection(boost::asio::any_io_executor ex, model::UpstreamProtocol p)
-      : socket(ex), input_wait(ex), in(16 * 1024), protocol(p) {}
+      : socket(ex), input(ex), in(16 * 1024), protocol(p) {}
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer);
   /// Writes all of `buffer`.
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer);
@@ -44,11 +44,7 @@ struct Connection {
   void cancel();
 
   boost::asio::ip::tcp::socket socket;
-  Readiness* readiness = nullptr;  // watches the socket: reads wait for input it reports
-  bool has_input = true;           // as far as `readiness` knows (unknown counts as input)
-  bool input_ended = false;        // the peer closed or reset: reads go on until they say so
-  bool awaiting_input = false;
-  boost::asio::steady_timer input_wait;  // what a read waiting for input is parked on
+  WatchedInput input;  // of a plain HTTP/1.1 connection, watched by the worker's Readiness
   std::unique_ptr<Tls> tls;
   std::unique_ptr<http2::ClientCodec> h2;  // the session of an HTTP/2 backend
   ByteBuffer in;                           // response bytes read but not yet forwarded
@@ -99,11 +95,6 @@ class Upstreams {
   void prune_idle(const model::SocketAddress& a, Clock::time_point pooled_by);
   /// Returns a connection for reuse; it is closed instead when the pool is full.
   void put_idle(ConnectionPtr connection);
-  /// The worker's readiness set for plain HTTP/1.1 connections, made on first use.
-  Readiness& readiness(const boost::asio::any_io_executor& executor) {
-    if (!readiness_) readiness_ = std::make_unique<Readiness>(executor);
-    return *readiness_;
-  }
 
  private:
   struct EndpointState {
@@ -117,7 +108,6 @@ class Upstreams {
   bool usable(const model::Endpoint& e, Clock::time_point now);
 
   const proxy::Limits& limits_;
-  std::unique_ptr<Readiness> readiness_;
   std::unordered_map<model::SocketAddress, EndpointState, AddressHash> endpoints_;
   std::unordered_map<std::string, uint32_t> round_robin_;
   std::minstd_rand rng_;

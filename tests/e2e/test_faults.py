@@ -44,7 +44,8 @@ def backends():
         b.close()
 
 
-def serve(env, raw: RawBackend, *flags: str, extra: list | None = None, workers: int = 2):
+def serve(env, raw: RawBackend, *flags: str, extra: list | None = None, workers: int = 2,
+          read_timeout_ms: int = READ_TIMEOUT_MS):
     """raw.test → the raw backend (and `extra` endpoints on its port); good.test → echo."""
     good = env.echo("good")
     eps = [{"addresses": [raw.ip], "conditions": {"ready": True}}, *(extra or [])]
@@ -53,7 +54,7 @@ def serve(env, raw: RawBackend, *flags: str, extra: list | None = None, workers:
               service("good"), endpoint_slice("good", good.port, [good.endpoint()]))
     env.write("ingress.yaml", ingress("faults", [("raw.test", [path_rule("/", "raw")]),
                                                  ("good.test", [path_rule("/", "good")])]))
-    return env.kedge("--upstream-read-timeout", str(READ_TIMEOUT_MS), *flags, workers=workers)
+    return env.kedge("--upstream-read-timeout", str(read_timeout_ms), *flags, workers=workers)
 
 
 def reset(sock: socket.socket) -> None:
@@ -250,6 +251,45 @@ def test_clients_that_leave_while_kedge_connects_blame_no_endpoint(env, backends
     bodies = [k.request("raw.test", f"/{i}").body for i in range(20)]
     assert 5 <= bodies.count(b"late") <= 15, bodies
     assert len(late.requests) == bodies.count(b"late")
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["first-request", "kept-alive"])
+def test_http1_client_that_leaves_closes_the_upstream_connection(env, backends, keep_alive):
+    """An HTTP/1.1 client that closes while its request waits for the upstream abandons it, as
+    nginx does: kedge closes the upstream connection at once (not when the upstream answers),
+    counts a 499, and holds nothing against the endpoint."""
+    upstream_closed = threading.Event()
+
+    def hold_or_answer(sock, head):
+        if b" /hold " in head:
+            sock.settimeout(timeout(5))
+            try:
+                if sock.recv(1) == b"":
+                    upstream_closed.set()
+            except socket.timeout:
+                pass
+            except OSError:
+                upstream_closed.set()  # a reset ends it too
+            return False
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw")
+        return True
+    raw = backends(hold_or_answer)
+    k = serve(env, raw, workers=1, read_timeout_ms=60_000)
+    c = raw_connect(k.http_port)
+    f = c.makefile("rb")
+    if keep_alive:
+        c.sendall(b"GET /first HTTP/1.1\r\nHost: raw.test\r\n\r\n")
+        assert read_response(f).body == b"raw"
+    c.sendall(b"GET /hold HTTP/1.1\r\nHost: raw.test\r\n\r\n")
+    poll(lambda: any(b" /hold " in h for h in raw.requests), timeout(5), what="the held request")
+    time.sleep(0.2)
+    assert not upstream_closed.is_set()
+    f.close()
+    c.close()
+    assert upstream_closed.wait(timeout(3)), "the upstream connection outlived its client"
+    poll(lambda: 'status="499"' in k.metrics(), timeout(5), what="a 499 in the metrics")
+    # The endpoint was not blamed: it answers the next requests.
+    assert [k.request("raw.test", f"/{i}").body for i in range(3)] == [b"raw"] * 3
 
 
 def test_oversized_response_head_is_502(env, backends):

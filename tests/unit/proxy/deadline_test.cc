@@ -2,6 +2,7 @@
 // DeadlineQueue, the one timer behind a worker's deadlines.
 #include "proxy/deadline.h"
 
+#include "proxy/downstream_stream.h"
 #include "upstream/upstreams.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -23,22 +25,23 @@ using asio::ip::tcp;
 using namespace std::chrono_literals;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 
-/// A socket whose peer never sends: a read on it waits until cancelled.
+/// A client connection whose peer never sends: a read on it waits until cancelled.
 struct Quiet {
   asio::io_context io;
   DeadlineQueue queue{io.get_executor()};
   tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
-  tcp::socket peer{io}, socket{io};
+  tcp::socket peer{io};
+  std::optional<DownstreamStream> down;
   Quiet() {
     peer.connect(acceptor.local_endpoint());
-    socket = acceptor.accept();
+    down.emplace(acceptor.accept(), peer.local_endpoint());
   }
   /// Reads once; how long it took and how it ended.
   asio::awaitable<void> read(std::optional<boost::system::error_code>& ec,
                              std::chrono::steady_clock::duration& took) {
     auto t0 = std::chrono::steady_clock::now();
     char b[16];
-    auto [e, n] = co_await socket.async_read_some(asio::buffer(b), kUseTuple);
+    auto [e, n] = co_await down->read_some(asio::buffer(b));
     ec = e;
     took = std::chrono::steady_clock::now() - t0;
   }
@@ -46,7 +49,7 @@ struct Quiet {
 
 TEST(Deadline, PassingCancelsTheWaitAndSaysWhichPhase) {
   Quiet q;
-  Deadline deadline(q.queue, &q.socket);
+  Deadline deadline(q.queue, &*q.down);
   deadline.arm(Phase::ClientHeader, Millis(50));
   deadline.start();
   std::optional<boost::system::error_code> ec;
@@ -61,9 +64,26 @@ TEST(Deadline, PassingCancelsTheWaitAndSaysWhichPhase) {
   deadline.stop();
 }
 
+TEST(Deadline, PassingCancelsAReadWaitingForTheReadinessSetToo) {
+  Quiet q;
+  Readiness readiness(q.io.get_executor());
+  q.down->watch(readiness);  // the read finds no input and waits for the set's report
+  Deadline deadline(q.queue, &*q.down);
+  deadline.arm(Phase::Idle, Millis(50));
+  deadline.start();
+  std::optional<boost::system::error_code> ec;
+  std::chrono::steady_clock::duration took{};
+  asio::co_spawn(q.io, q.read(ec, took), asio::detached);
+  q.io.run_for(500ms);
+  ASSERT_TRUE(ec) << "the waiting read was not cancelled";
+  EXPECT_EQ(*ec, asio::error::operation_aborted);
+  EXPECT_TRUE(deadline.expired(Phase::Idle));
+  deadline.stop();
+}
+
 TEST(Deadline, ArmingEarlierWakesTheTimerAndLaterPostpones) {
   Quiet q;
-  Deadline deadline(q.queue, &q.socket);
+  Deadline deadline(q.queue, &*q.down);
   deadline.arm(Phase::Idle, Millis(60'000));
   deadline.start();
   std::optional<boost::system::error_code> ec;
@@ -94,11 +114,11 @@ TEST(Deadline, StoppedOrDestroyedItCancelsNothing) {
   std::optional<boost::system::error_code> ec;
   std::chrono::steady_clock::duration took{};
   {
-    auto deadline = std::make_unique<Deadline>(q.queue, &q.socket);
+    auto deadline = std::make_unique<Deadline>(q.queue, &*q.down);
     deadline->arm(Phase::ClientHeader, Millis(20));
     deadline->start();
     deadline->stop();
-    auto other = std::make_unique<Deadline>(q.queue, &q.socket);
+    auto other = std::make_unique<Deadline>(q.queue, &*q.down);
     other->arm(Phase::ClientHeader, Millis(20));
     other->start();
     other.reset();  // destroyed with its timer pending: the handler must touch nothing
@@ -146,20 +166,21 @@ TEST(Deadline, ManyShareOneTimerAndOnlyThosePassedFire) {
   DeadlineQueue queue(io.get_executor());
   tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
   constexpr size_t kCount = 6;
-  std::vector<tcp::socket> peers, sockets;
+  std::vector<tcp::socket> peers;
+  std::deque<DownstreamStream> downs;
   std::vector<std::unique_ptr<Deadline>> deadlines;
   std::vector<std::optional<boost::system::error_code>> ecs(kCount);
   auto read = [&](size_t i) -> asio::awaitable<void> {
     char b[16];
-    auto [e, n] = co_await sockets[i].async_read_some(asio::buffer(b), kUseTuple);
+    auto [e, n] = co_await downs[i].read_some(asio::buffer(b));
     ecs[i] = e;
   };
   for (size_t i = 0; i < kCount; ++i) {
     peers.emplace_back(io).connect(acceptor.local_endpoint());
-    sockets.push_back(acceptor.accept());
+    downs.emplace_back(acceptor.accept(), peers.back().local_endpoint());
   }
   for (size_t i = 0; i < kCount; ++i) {
-    deadlines.push_back(std::make_unique<Deadline>(queue, &sockets[i]));
+    deadlines.push_back(std::make_unique<Deadline>(queue, &downs[i]));
     asio::co_spawn(io, read(i), asio::detached);
   }
   // Odd ones late, even ones soon; of these, one stops and one is re-armed later.

@@ -1,5 +1,4 @@
-#include "upstream/readiness.h"
-#include "upstream/upstreams.h"
+#include "common/readiness.h"
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
@@ -8,31 +7,31 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <chrono>
 #include <optional>
 #include <string>
 #include <thread>
 
-namespace kedge::upstream {
+namespace kedge {
 namespace {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 
-/// A connected pair over loopback: `conn` is the watched upstream side, `peer` the backend.
+/// A connected pair over loopback: `socket_` is the watched side, `peer_` the other.
 class ReadinessTest : public ::testing::Test {
  protected:
   void SetUp() override {
     tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    conn_.emplace(ioc_.get_executor(), model::UpstreamProtocol::Http);
-    conn_->socket.connect(acceptor.local_endpoint());
+    socket_.connect(acceptor.local_endpoint());
     peer_ = acceptor.accept();
-    ASSERT_TRUE(readiness_.watch(*conn_));
+    ASSERT_TRUE(readiness_.watch(socket_.native_handle(), input_));
   }
 
-  /// Reads once through Connection::read_some, running the loop for at most `limit`.
+  /// Reads once through read_watched(), running the loop for at most `limit`.
   /// nullopt: the read had not completed by then.
   std::optional<std::pair<boost::system::error_code, std::string>> read(
       size_t size, std::chrono::milliseconds limit = 2000ms) {
@@ -41,7 +40,7 @@ class ReadinessTest : public ::testing::Test {
     asio::co_spawn(
         ioc_,
         [&]() -> asio::awaitable<void> {
-          auto [ec, n] = co_await conn_->read_some(asio::buffer(buf));
+          auto [ec, n] = co_await read_watched(socket_, input_, asio::buffer(buf));
           out.emplace(ec, buf.substr(0, n));
         },
         asio::detached);
@@ -49,7 +48,7 @@ class ReadinessTest : public ::testing::Test {
     ioc_.run_for(limit);
     if (out) return out;
     // Timed out: end the read before `buf` and `out` go away, and report that it had not ended.
-    conn_->cancel();
+    cancel_read(socket_, input_);
     ioc_.restart();
     ioc_.run_for(1000ms);
     return std::nullopt;
@@ -57,7 +56,8 @@ class ReadinessTest : public ::testing::Test {
 
   asio::io_context ioc_;
   Readiness readiness_{ioc_.get_executor()};
-  std::optional<Connection> conn_;
+  tcp::socket socket_{ioc_};
+  WatchedInput input_{ioc_.get_executor()};
   tcp::socket peer_{ioc_};
 };
 
@@ -66,7 +66,7 @@ TEST_F(ReadinessTest, DataAndCloseTogetherEndTheStreamWithoutAnotherReport) {
   // after the data a read must find the end rather than wait for a report that never comes.
   asio::write(peer_, asio::buffer(std::string("a")));
   ASSERT_TRUE(read(4096));
-  EXPECT_FALSE(conn_->has_input);
+  EXPECT_FALSE(input_.has_input);
   asio::write(peer_, asio::buffer(std::string("until the end")));
   peer_.close();
   std::this_thread::sleep_for(20ms);
@@ -84,7 +84,7 @@ TEST_F(ReadinessTest, DrainedSocketWaitsForInputThenReadsIt) {
   auto first = read(4096);
   ASSERT_TRUE(first);
   EXPECT_EQ(first->second, "first");
-  EXPECT_FALSE(conn_->has_input);  // a short read drained it
+  EXPECT_FALSE(input_.has_input);  // a short read drained it
 
   // Nothing to read: the read waits (and makes no progress) until the peer writes.
   std::string buf(4096, '\0');
@@ -98,7 +98,7 @@ TEST_F(ReadinessTest, DrainedSocketWaitsForInputThenReadsIt) {
   asio::co_spawn(
       ioc_,
       [&]() -> asio::awaitable<void> {
-        auto [ec, n] = co_await conn_->read_some(asio::buffer(buf));
+        auto [ec, n] = co_await read_watched(socket_, input_, asio::buffer(buf));
         EXPECT_FALSE(ec);
         got = buf.substr(0, n);
       },
@@ -115,7 +115,7 @@ TEST_F(ReadinessTest, FullBufferReadsOnWithoutWaiting) {
   auto first = read(4);
   ASSERT_TRUE(first);
   EXPECT_EQ(first->second, "xxxx");
-  EXPECT_TRUE(conn_->has_input);  // the buffer filled up: more may be there
+  EXPECT_TRUE(input_.has_input);  // the buffer filled up: more may be there
   auto second = read(4, 200ms);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->second, "xxxx");
@@ -129,7 +129,7 @@ TEST_F(ReadinessTest, CancelEndsAWaitingRead) {
   ASSERT_TRUE(read(4096));  // drained now
   asio::steady_timer later(ioc_);
   later.expires_after(30ms);
-  later.async_wait([&](boost::system::error_code) { conn_->cancel(); });
+  later.async_wait([&](boost::system::error_code) { cancel_read(socket_, input_); });
   auto r = read(4096);
   ASSERT_TRUE(r) << "cancel() did not end the wait";
   EXPECT_EQ(r->first, asio::error::operation_aborted);
@@ -154,5 +154,53 @@ TEST_F(ReadinessTest, ResetWakesAWaitingRead) {
   EXPECT_TRUE(r->first);
 }
 
+TEST_F(ReadinessTest, PeerEndWhileNoReadWaitsIsReportedOnce) {
+  int ended = 0;
+  readiness_.report_end(
+      input_, [](void* arg) { ++*static_cast<int*>(arg); }, &ended);
+  asio::write(peer_, asio::buffer(std::string("a")));  // input, no end: no report
+  ioc_.run_for(50ms);
+  EXPECT_EQ(ended, 0);
+  peer_.shutdown(tcp::socket::shutdown_send);  // a client that leaves half-closes first
+  ioc_.restart();
+  ioc_.run_for(100ms);
+  EXPECT_EQ(ended, 1) << "the peer's end went unreported";
+  EXPECT_TRUE(input_.ended);
+  peer_.close();
+  ioc_.restart();
+  ioc_.run_for(50ms);
+  EXPECT_EQ(ended, 1) << "reported twice";
+  // The input is still there to read, then the end.
+  auto first = read(4096);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->second, "a");
+  auto second = read(4096);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->first, asio::error::eof);
+}
+
+TEST_F(ReadinessTest, StoppedReportsCallNothing) {
+  // A second watched socket whose end is reported keeps the set armed.
+  tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket other(ioc_);
+  other.connect(acceptor.local_endpoint());
+  tcp::socket other_peer = acceptor.accept();
+  WatchedInput other_input(ioc_.get_executor());
+  ASSERT_TRUE(readiness_.watch(other.native_handle(), other_input));
+  auto count = [](void* arg) { ++*static_cast<int*>(arg); };
+  int ended = 0, other_ended = 0;
+  readiness_.report_end(input_, count, &ended);
+  readiness_.report_end(other_input, count, &other_ended);
+  readiness_.stop_end_report(input_);
+  peer_.close();
+  ioc_.run_for(100ms);
+  EXPECT_EQ(ended, 0);
+  EXPECT_TRUE(input_.ended);  // the set did see it
+  other_peer.close();
+  ioc_.restart();
+  ioc_.run_for(100ms);
+  EXPECT_EQ(other_ended, 1);
+}
+
 }  // namespace
-}  // namespace kedge::upstream
+}  // namespace kedge
