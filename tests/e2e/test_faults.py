@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -18,6 +19,7 @@ import pytest
 from conftest import (
     RawBackend,
     endpoint_slice,
+    free_port,
     ingress,
     path_rule,
     poll,
@@ -27,6 +29,7 @@ from conftest import (
     service,
     timeout,
 )
+from test_tls import make_cert, tls_secret
 
 READ_TIMEOUT_MS = 600
 
@@ -45,16 +48,27 @@ def backends():
 
 
 def serve(env, raw: RawBackend, *flags: str, extra: list | None = None, workers: int = 2,
-          read_timeout_ms: int = READ_TIMEOUT_MS):
-    """raw.test → the raw backend (and `extra` endpoints on its port); good.test → echo."""
+          read_timeout_ms: int = READ_TIMEOUT_MS, tls_dir=None):
+    """raw.test → the raw backend (and `extra` endpoints on its port); good.test → echo. With
+    `tls_dir`, raw.test is also served over HTTPS, on k.https_port."""
     good = env.echo("good")
     eps = [{"addresses": [raw.ip], "conditions": {"ready": True}}, *(extra or [])]
+    secrets = [tls_secret("raw", *make_cert(tls_dir, "raw", ["raw.test"]))] if tls_dir else []
     env.write("apps.yaml",
               service("raw"), endpoint_slice("raw", raw.port, eps),
-              service("good"), endpoint_slice("good", good.port, [good.endpoint()]))
-    env.write("ingress.yaml", ingress("faults", [("raw.test", [path_rule("/", "raw")]),
-                                                 ("good.test", [path_rule("/", "good")])]))
-    return env.kedge("--upstream-read-timeout", str(read_timeout_ms), *flags, workers=workers)
+              service("good"), endpoint_slice("good", good.port, [good.endpoint()]), *secrets)
+    ing = ingress("faults", [("raw.test", [path_rule("/", "raw")]),
+                             ("good.test", [path_rule("/", "good")])],
+                  annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"})
+    if tls_dir:
+        ing["spec"]["tls"] = [{"hosts": ["raw.test"], "secretName": "raw"}]
+        https_port = free_port()
+        flags = (*flags, "--https-listen", f"127.0.0.1:{https_port}")
+    env.write("ingress.yaml", ing)
+    k = env.kedge("--upstream-read-timeout", str(read_timeout_ms), *flags, workers=workers)
+    if tls_dir:
+        k.https_port = https_port
+    return k
 
 
 def reset(sock: socket.socket) -> None:
@@ -253,8 +267,10 @@ def test_clients_that_leave_while_kedge_connects_blame_no_endpoint(env, backends
     assert len(late.requests) == bodies.count(b"late")
 
 
-@pytest.mark.parametrize("keep_alive", [False, True], ids=["first-request", "kept-alive"])
-def test_http1_client_that_leaves_closes_the_upstream_connection(env, backends, keep_alive):
+@pytest.mark.parametrize("keep_alive,tls", [(False, False), (True, False), (True, True)],
+                         ids=["first-request", "kept-alive", "tls"])
+def test_http1_client_that_leaves_closes_the_upstream_connection(env, backends, tmp_path,
+                                                                  keep_alive, tls):
     """An HTTP/1.1 client that closes while its request waits for the upstream abandons it, as
     nginx does: kedge closes the upstream connection at once (not when the upstream answers),
     counts a 499, and holds nothing against the endpoint."""
@@ -274,8 +290,12 @@ def test_http1_client_that_leaves_closes_the_upstream_connection(env, backends, 
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw")
         return True
     raw = backends(hold_or_answer)
-    k = serve(env, raw, workers=1, read_timeout_ms=60_000)
-    c = raw_connect(k.http_port)
+    k = serve(env, raw, workers=1, read_timeout_ms=60_000, tls_dir=tmp_path if tls else None)
+    c = raw_connect(k.https_port if tls else k.http_port)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        c = ctx.wrap_socket(c, server_hostname="raw.test")
     f = c.makefile("rb")
     if keep_alive:
         c.sendall(b"GET /first HTTP/1.1\r\nHost: raw.test\r\n\r\n")
