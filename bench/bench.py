@@ -43,6 +43,7 @@ VHOSTS = env("BENCH_VHOSTS", 1000, 1000)
 # TLS + HTTP/2, so that no proxy closes and reopens upstream connections under steady load.
 UPSTREAM_KEEPALIVE = env("BENCH_UPSTREAM_KEEPALIVE", 1024, 1024)
 CHANGE_SECONDS = env("BENCH_CHANGE_SECONDS", 20, 5)
+CHANGE_REPS = env("BENCH_CHANGE_REPS", 3, 3)  # pairs of runs (steady, changing) per proxy
 CHANGE_INTERVAL = env("BENCH_CHANGE_INTERVAL_MS", 100, 100) / 1000.0
 SCALE_INGRESSES = env("BENCH_SCALE_INGRESSES", 10000, 10000)
 SCALE_ENDPOINTS = env("BENCH_SCALE_ENDPOINTS", 5, 5)  # per Service
@@ -671,10 +672,14 @@ def run_matrix(tmp, backend, crt, key, pem, results):
 # ---------------------------------------------------------------- change under load
 
 def run_change(tmp, backend, crt, key, pem, results):
-    """wrk for CHANGE_SECONDS while the configuration changes every CHANGE_INTERVAL."""
+    """wrk for CHANGE_SECONDS while the configuration changes every CHANGE_INTERVAL, against a
+    run without changes: CHANGE_REPS pairs per proxy, each pair's runs back to back (in an order
+    that alternates), so that a drifting machine moves both sides of a pair's p99 ratio alike."""
     import threading
     for name in PROXIES:
-        for changing in (False, True):
+        runs = {False: [], True: []}
+        for rep, changing in ((rep, changing) for rep in range(CHANGE_REPS)
+                              for changing in ((False, True) if rep % 2 == 0 else (True, False))):
             ports = dict(backend.ports, **proxy_ports())
             mdir = os.path.join(tmp, "manifests-change")
             shutil.rmtree(mdir, ignore_errors=True)
@@ -723,12 +728,18 @@ def run_change(tmp, backend, crt, key, pem, results):
                 t.join()
             r["cpu_us"] = (cpu_seconds(p.root) - c0) / max(r["requests"], 1) * 1e6
             r["changes"] = changes[0]
-            results["change"][f"{name}|{'changes' if changing else 'steady'}"] = r
-            log(f"  change {name:8} {'changes' if changing else 'steady '}: " +
+            runs[changing].append(r)
+            log(f"  change {name:8} rep{rep} {'changes' if changing else 'steady '}: " +
                 " ".join(f"{k}={v:.4g}" for k, v in r.items()))
             time.sleep(0.3)
             p.stop()
-            save(tmp, results)
+        for changing, rs in runs.items():
+            cell = dict(median_cell(rs), reps=len(rs), non2xx=sum(r["non2xx"] for r in rs),
+                        errors=sum(r["errors"] for r in rs))
+            if changing:
+                cell["p99_ratios"] = [c["p99"] / s_["p99"] for c, s_ in zip(rs, runs[False])]
+            results["change"][f"{name}|{'changes' if changing else 'steady'}"] = cell
+        save(tmp, results)
 
 
 # ---------------------------------------------------------------- scale
@@ -969,14 +980,17 @@ def report(results):
         lines += where_time_goes(m)
     c = results["change"]
     if c:
-        lines += ["", f"Change under load ({CHANGE_SECONDS} s wrk, one change every {CHANGE_INTERVAL * 1000:.0f} ms):", "",
-                  "| proxy | run | changes | req/s | p99 ms | non-2xx | socket errors | p99 vs steady |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"Change under load ({CHANGE_SECONDS} s wrk, one change every {CHANGE_INTERVAL * 1000:.0f} ms; "
+                  "medians of the pairs of runs; non-2xx and socket errors summed over them; p99 vs steady: "
+                  "the median of the pairs' ratios, then each pair's):", "",
+                  "| proxy | run | pairs | changes | req/s | p99 ms | non-2xx | socket errors | p99 vs steady |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for k, r in c.items():
             name, kind = k.split("|")
-            base = c.get(f"{name}|steady")
-            lines.append(f"| {name} | {kind} | {r['changes']} | {r['rps']:.0f} | {fmt(r['p99'])} | {r['non2xx']} | "
-                         f"{r['errors']} | {r['p99'] / base['p99']:.2f} |" if base else "")
+            ratios = r.get("p99_ratios", [1.0])
+            each = ", ".join(f"{x:.2f}" for x in ratios) if len(ratios) > 1 else ""
+            lines.append(f"| {name} | {kind} | {r.get('reps', 1)} | {r['changes']:.0f} | {r['rps']:.0f} | {fmt(r['p99'])} | "
+                         f"{r['non2xx']} | {r['errors']} | {statistics.median(ratios):.2f}" + (f" ({each})" if each else "") + " |")
     s = results.get("scale")
     if s:
         lines += ["", "Scale (kedge): " + ", ".join(f"{k}={fmt(v)}" for k, v in s.items())]
