@@ -80,7 +80,7 @@ asio::awaitable<bool> UpstreamExchange::connect(const model::Endpoint& endpoint)
   if (!ec && model::is_http2(protocol))
     conn_->h2 = std::make_unique<http2::ClientCodec>(ctx_.limits.http2_max_header_list_size);
   deadline_.watch(nullptr);
-  if (ec && deadline_.abandoned()) {  // nothing is known of the endpoint
+  if (deadline_.abandoned()) {  // while connecting: nothing is known of the endpoint
     conn_.reset();
     co_return false;
   }
