@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as b  # noqa: E402
 
 SYSCALLS = ["epoll_wait", "recvfrom", "sendto", "read", "write", "readv", "writev", "sendmsg",
-            "recvmsg", "epoll_ctl", "setsockopt", "sendfile64"]
+            "recvmsg", "epoll_ctl", "setsockopt", "sendfile64", "connect", "accept4", "close",
+            "timerfd_settime", "futex"]
 
 
 def switches(root):
