@@ -49,6 +49,13 @@ asio::awaitable<ReadResult> read_watched(asio::ip::tcp::socket& socket, WatchedI
   }
 }
 
+asio::awaitable<bool> wait_watched(WatchedInput& input, std::chrono::milliseconds timeout) {
+  if (input.has_input) co_return true;
+  input.readiness->park(input, asio::steady_timer::clock_type::now() + timeout);
+  co_await input.wait.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_return !input.readiness->unpark(input);
+}
+
 void cancel_read(asio::ip::tcp::socket& socket, WatchedInput& input) {
   boost::system::error_code ignored;
   socket.cancel(ignored);
@@ -80,11 +87,11 @@ void Readiness::stop_end_report(WatchedInput& input) {
   --reporting_;
 }
 
-void Readiness::park(WatchedInput& input) {
+void Readiness::park(WatchedInput& input, asio::steady_timer::time_point until) {
   input.awaiting = true;
   ++waiting_;
   arm();
-  input.wait.expires_at(asio::steady_timer::time_point::max());
+  input.wait.expires_at(until);
 }
 
 boost::system::error_code Readiness::unpark(WatchedInput& input) {

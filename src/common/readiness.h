@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <tuple>
 
@@ -40,6 +41,9 @@ using ReadResult = std::tuple<boost::system::error_code, size_t>;
 boost::asio::awaitable<ReadResult> read_watched(boost::asio::ip::tcp::socket& socket,
                                                 WatchedInput& input,
                                                 boost::asio::mutable_buffer buffer);
+/// Waits, reading nothing, until `input`'s (watched) socket has input or its peer's end (true),
+/// or for at most `timeout` (false; also when cancelled by cancel_read()).
+boost::asio::awaitable<bool> wait_watched(WatchedInput& input, std::chrono::milliseconds timeout);
 /// Ends a read of `socket` in progress, in asio or parked on `input`.
 void cancel_read(boost::asio::ip::tcp::socket& socket, WatchedInput& input);
 
@@ -60,7 +64,7 @@ class Readiness {
   Readiness& operator=(const Readiness&) = delete;
 
   /// Watches socket `fd` until it is closed; `input` must live as long. False if the kernel
-  /// refused: the socket then reads through asio alone.
+  /// refused: the socket then reads through asio alone. Input already there is reported too.
   bool watch(int fd, WatchedInput& input);
   /// Until stop_end_report(input): when the set reports the peer's end of `input`'s stream
   /// (closed, reset, or shut down for writing) while no read of it waits, calls `fn(arg)`. For
@@ -72,9 +76,11 @@ class Readiness {
   friend boost::asio::awaitable<ReadResult> read_watched(boost::asio::ip::tcp::socket&,
                                                          WatchedInput&,
                                                          boost::asio::mutable_buffer);
+  friend boost::asio::awaitable<bool> wait_watched(WatchedInput&, std::chrono::milliseconds);
   /// A read on `input`'s drained socket is about to wait on `input.wait` until the socket has
-  /// input or an error.
-  void park(WatchedInput& input);
+  /// input or an error, or until `until`.
+  void park(WatchedInput& input, boost::asio::steady_timer::time_point until =
+                                     boost::asio::steady_timer::time_point::max());
   /// After that wait: success if the socket has input, operation_aborted if cancelled.
   boost::system::error_code unpark(WatchedInput& input);
   void arm();

@@ -65,10 +65,18 @@ class DownstreamStream {
   /// From now on, the worker's `readiness` set watches the connection: a plain one's reads
   /// wait for it to report input once a read drained the socket (a keep-alive client's next
   /// request costs no recv that would block), and report_end() works.
-  void watch(Readiness& readiness) {
+  /// `fresh`: the connection was just accepted, and has no input until the set reports some.
+  void watch(Readiness& readiness, bool fresh = false) {
     if (input_) return;
     input_ = std::make_unique<WatchedInput>(plain_.get_executor());
+    input_->has_input = !fresh;
     if (!readiness.watch(socket().native_handle(), *input_)) input_.reset();
+  }
+  /// Waits, reading nothing, until the watched client sends something or leaves (true), for at
+  /// most `timeout`. An unwatched one counts as having sent something.
+  boost::asio::awaitable<bool> wait_input(std::chrono::milliseconds timeout) {
+    if (!input_) co_return true;
+    co_return co_await wait_watched(*input_, timeout);
   }
   /// See Readiness::report_end(); nothing while the connection is not watched.
   void report_end(void (*fn)(void*), void* arg) {

@@ -64,8 +64,7 @@ HttpSession::HttpSession(WorkerContext& ctx, DownstreamStream stream, const List
   ClientAddress client = client_address(down_.peer());
   client_ = client.address;
   client_ip_ = std::move(client.text);
-  boost::system::error_code ec;
-  down_.socket().set_option(tcp::no_delay(true), ec);
+  if (down_.is_tls()) no_delay();  // as nginx: TLS records go out as they are written
   if (sessions_) sessions_->insert(this);
 }
 
@@ -134,7 +133,17 @@ asio::awaitable<void> HttpSession::linger() {
   }
 }
 
+void HttpSession::no_delay() {
+  boost::system::error_code ignored;
+  down_.socket().set_option(tcp::no_delay(true), ignored);
+  no_delay_ = true;
+}
+
 asio::awaitable<bool> HttpSession::write_down(const char* data, size_t size) {
+  // Nagle's algorithm holds a small write back only while earlier data is unacknowledged, so
+  // the first write never waits: a connection that serves one response costs no setsockopt.
+  if (!no_delay_ && wrote_) no_delay();
+  wrote_ = true;
   arm(Phase::ClientSend, ctx_.limits.client_body_timeout);
   auto [ec, n] = co_await down_.write(asio::buffer(data, size));
   co_return !ec;
@@ -596,6 +605,7 @@ asio::awaitable<bool> HttpSession::stream_body(UpstreamExchange& exchange, http1
 }
 
 asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
+  if (!no_delay_) no_delay();
   // Bytes that arrived with the heads belong to the tunnel.
   auto pump = [this](auto& from, auto& to, ByteBuffer& buf) -> asio::awaitable<void> {
     while (true) {
@@ -615,30 +625,16 @@ asio::awaitable<void> HttpSession::tunnel(upstream::Connection& up) {
   co_await (pump(down_, up, in_) && pump(up, down_, up.in));
 }
 
-namespace {
-
-/// Waits until the client sends something (false: it did not within `idle`, or left). A
-/// connection holds no session, and no buffer, until then.
-asio::awaitable<bool> readable(tcp::socket& socket, Millis idle) {
-  asio::steady_timer deadline(socket.get_executor(), idle);
-  deadline.async_wait([&socket](boost::system::error_code ec) {
-    boost::system::error_code ignored;
-    if (!ec) socket.cancel(ignored);
-  });
-  auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kUseTuple);
-  deadline.cancel();
-  co_return !ec;
-}
-
-}  // namespace
-
 asio::awaitable<void> serve_http(WorkerContext& ctx, tcp::socket socket, tcp::endpoint peer,
                                  const ListenerInfo& listener) {
-  if (!co_await readable(socket, ctx.limits.keepalive_timeout)) co_return;  // closes the socket
+  // A connection holds no session, and no buffer, until its client sends something. The
+  // worker's readiness set says when: it watches the connection from now on.
+  DownstreamStream down(std::move(socket), std::move(peer));
+  down.watch(ctx.readiness, true);
+  if (!co_await down.wait_input(ctx.limits.keepalive_timeout)) co_return;  // closes the socket
   // The API proxy's listener speaks HTTP/1.1 only; the others take h2c with prior knowledge,
   // found by the session in the first bytes it reads.
-  HttpSession session(ctx, DownstreamStream(std::move(socket), std::move(peer)), listener,
-                      listener.api_proxy_token.empty());
+  HttpSession session(ctx, std::move(down), listener, listener.api_proxy_token.empty());
   co_await session.run();
   if (std::optional<DownstreamStream> h2 = session.take_http2())
     co_await serve_http2(ctx, std::move(*h2), listener);

@@ -53,6 +53,9 @@ class HttpSession {
   boost::asio::awaitable<void> linger();
   boost::asio::awaitable<Outcome> api_proxy(const model::SnapshotConstPtr& snapshot);
   void build_upstream_head(std::string& out, bool upgrade, bool chunked);
+  /// Sets TCP_NODELAY on the client connection: before its second write (nginx sets it when a
+  /// connection turns keep-alive), at once over TLS or for a tunnel.
+  void no_delay();
   void arm(Phase phase, Millis timeout) { deadline_.arm(phase, timeout); }
   bool timed_out(Phase phase) const { return deadline_.expired(phase); }
 
@@ -74,9 +77,11 @@ class HttpSession {
   std::string up_head_;          // the request head as sent upstream (kept for retries)
   std::string out_;              // scratch for heads written downstream
   bool head_request_ = false;
-  bool linger_ = false;  // the client may still be sending: drain its input before closing
-  bool h2c_ = false;     // the first bytes are still to be checked for the HTTP/2 preface
-  bool http2_ = false;   // they were: the connection goes to take_http2()
+  bool wrote_ = false;     // to the client: the next write sets TCP_NODELAY first
+  bool no_delay_ = false;  // TCP_NODELAY is set
+  bool linger_ = false;    // the client may still be sending: drain its input before closing
+  bool h2c_ = false;       // the first bytes are still to be checked for the HTTP/2 preface
+  bool http2_ = false;     // they were: the connection goes to take_http2()
 };
 
 /// Runs an HttpSession for an accepted socket until it closes, or an Http2Session if the client

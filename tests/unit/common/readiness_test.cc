@@ -202,5 +202,44 @@ TEST_F(ReadinessTest, StoppedReportsCallNothing) {
   EXPECT_EQ(other_ended, 1);
 }
 
+TEST(ReadinessWait, FreshSocketReportsInputAlreadyThereAndTimesOutWithoutIt) {
+  asio::io_context ioc;
+  Readiness readiness(ioc.get_executor());
+  tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket quiet(ioc), quiet_peer(ioc), busy(ioc), busy_peer(ioc);
+  quiet_peer.connect(acceptor.local_endpoint());
+  quiet = acceptor.accept();
+  busy_peer.connect(acceptor.local_endpoint());
+  busy = acceptor.accept();
+  asio::write(busy_peer, asio::buffer(std::string("GET /")));  // before the watch begins
+  std::this_thread::sleep_for(20ms);
+  WatchedInput quiet_input(ioc.get_executor()), busy_input(ioc.get_executor());
+  quiet_input.has_input = busy_input.has_input = false;  // fresh: known only from reports
+  ASSERT_TRUE(readiness.watch(quiet.native_handle(), quiet_input));
+  ASSERT_TRUE(readiness.watch(busy.native_handle(), busy_input));
+  std::optional<bool> quiet_got, busy_got;
+  auto t0 = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration quiet_took{};
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        quiet_got = co_await wait_watched(quiet_input, 100ms);
+        quiet_took = std::chrono::steady_clock::now() - t0;
+      },
+      asio::detached);
+  asio::co_spawn(
+      ioc, [&]() -> asio::awaitable<void> { busy_got = co_await wait_watched(busy_input, 5000ms); },
+      asio::detached);
+  ioc.run_for(1000ms);
+  ASSERT_TRUE(busy_got) << "input already there was not reported";
+  EXPECT_TRUE(*busy_got);
+  ASSERT_TRUE(quiet_got);
+  EXPECT_FALSE(*quiet_got);
+  EXPECT_GE(quiet_took, 90ms);
+  // Nothing was read: the bytes are still there.
+  char b[16];
+  EXPECT_EQ(busy.read_some(asio::buffer(b)), 5u);
+}
+
 }  // namespace
 }  // namespace kedge
