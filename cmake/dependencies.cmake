@@ -31,6 +31,9 @@ pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET libnghttp2)
 # (go-yaml) was ported from; yaml-cpp took 1.9 times as long to read 10,000 Ingresses
 # (bench/README.md).
 pkg_check_modules(LIBYAML REQUIRED IMPORTED_TARGET yaml-0.1)
+# liburing (Debian's liburing-dev): a worker hands the sends and receives of one round of its
+# event loop to the kernel in one system call (src/common/ring.h).
+pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
 
 # mimalloc (Debian's libmimalloc-dev) is the heap of the kedge binary: the proxy allocates small
 # blocks per request and per HTTP/2 stream, and glibc's malloc spent 12% of the instructions of a

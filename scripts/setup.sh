@@ -7,7 +7,7 @@ packages=(
   libboost1.81-dev node-llhttp libnghttp2-dev libssl-dev nlohmann-json3-dev
   libsimdjson-dev libyaml-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   clang-format curl python3 python3-pytest python3-grpcio openssl nghttp2-client procps iproute2
-  libmimalloc-dev nftables libnftables-dev conntrack iputils-arping iputils-ping
+  libmimalloc-dev liburing-dev nftables libnftables-dev conntrack iputils-arping iputils-ping
   clang-16 libclang-rt-16-dev nginx-light haproxy
 )
 

@@ -36,6 +36,10 @@ void add_limit_flags(CLI::App& cmd, kedge::proxy::Limits& l) {
                  "Idle upstream connections kept per endpoint and worker; below the requests "
                  "a worker has in flight to one endpoint, connections are closed and reopened")
       ->capture_default_str();
+  cmd.add_option("--io-uring", l.io_uring,
+                 "Batch each round's sends and receives into one system call with io_uring "
+                 "(where the kernel allows it; else one system call each)")
+      ->capture_default_str();
   cmd.add_option("--max-connections", l.max_connections,
                  "Open client connections per worker; more are closed at accept")
       ->capture_default_str();

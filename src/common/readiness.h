@@ -8,28 +8,44 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "common/ring.h"
+
 #include <chrono>
+#include <climits>
 #include <cstddef>
+#include <memory>
 #include <tuple>
+#include <vector>
 
 namespace kedge {
 
 class Readiness;
 
-/// What a Readiness set knows of one socket's input, and where a read of it waits for more.
+/// What a Readiness set knows of one socket's input, where a read of it waits for more, and
+/// where a send waits for the round's batch.
 /// Thread: owning worker only. Owner: whoever owns the socket, for as long as it is open.
 struct WatchedInput {
-  explicit WatchedInput(const boost::asio::any_io_executor& executor) : wait(executor) {}
+  static constexpr int kNothing = INT_MIN;  // `got` when the set read nothing for the read
+
+  explicit WatchedInput(const boost::asio::any_io_executor& executor)
+      : wait(executor), send_wait(executor) {}
   WatchedInput(const WatchedInput&) = delete;
   WatchedInput& operator=(const WatchedInput&) = delete;
 
   Readiness* readiness = nullptr;       // nullptr: not watched, reads go through asio alone
+  int fd = -1;                          // the watched socket
   bool has_input = true;                // as far as `readiness` knows (unknown counts as input)
   bool ended = false;                   // the peer closed or reset: reads go on until they say so
   bool awaiting = false;                // a read waits on `wait`
   boost::asio::steady_timer wait;       // what a read waiting for input is parked on
+  boost::asio::mutable_buffer into;     // that read's buffer, which the set may fill for it
+  int got = kNothing;                   // what the set read there: bytes, 0 at the end, -errno
   void (*on_end)(void* arg) = nullptr;  // see Readiness::report_end()
   void* on_end_arg = nullptr;
+  bool sending = false;  // a send waits on `send_wait` for the end of the round
+  boost::asio::steady_timer send_wait;
+  boost::asio::const_buffer out;  // its bytes
+  int sent = kNothing;            // what went: bytes, or -errno; kNothing: nothing yet
 };
 
 using ReadResult = std::tuple<boost::system::error_code, size_t>;
@@ -44,8 +60,16 @@ boost::asio::awaitable<ReadResult> read_watched(boost::asio::ip::tcp::socket& so
 /// Waits, reading nothing, until `input`'s (watched) socket has input or its peer's end (true),
 /// or for at most `timeout` (false; also when cancelled by cancel_read()).
 boost::asio::awaitable<bool> wait_watched(WatchedInput& input, std::chrono::milliseconds timeout);
-/// Ends a read of `socket` in progress, in asio or parked on `input`.
+/// One send of `buffer` on `socket`, as asio's async_write: with the round's other sends in one
+/// system call when `input`'s set batches them, else at once; what the socket does not take
+/// then goes through asio. Ends early when cancel_read() is called, with operation_aborted.
+boost::asio::awaitable<ReadResult> send_watched(boost::asio::ip::tcp::socket& socket,
+                                                WatchedInput& input,
+                                                boost::asio::const_buffer buffer);
+/// Ends a read of `socket`, and a send, in progress in asio or parked on `input`.
 void cancel_read(boost::asio::ip::tcp::socket& socket, WatchedInput& input);
+/// The same for a socket whose asio operations are cancelled by its owner.
+void cancel_watched(WatchedInput& input);
 
 /// Knows which sockets have unread input, the way nginx does: a socket is drained after a read
 /// that came back short or would block, and has input again when an edge-triggered epoll set of
@@ -56,12 +80,20 @@ void cancel_read(boost::asio::ip::tcp::socket& socket, WatchedInput& input);
 /// system call for nearly every response, and for every keep-alive request. This set costs one
 /// epoll_ctl per socket, and one epoll_wait per round of the worker's event loop, however many
 /// sockets it reports.
+///
+/// With a Ring (io_uring), the set also batches: the reads it wakes get their bytes from one
+/// system call for all of them, and the sends of a round go out together at its end, so a
+/// round costs a fixed handful of system calls however many requests it serves.
 /// Thread: owning worker only. Owner: the worker's context.
 class Readiness {
  public:
-  explicit Readiness(boost::asio::any_io_executor executor);
+  /// `batch`: use io_uring when the kernel allows it.
+  explicit Readiness(boost::asio::any_io_executor executor, bool batch = true);
+  ~Readiness();
   Readiness(const Readiness&) = delete;
   Readiness& operator=(const Readiness&) = delete;
+
+  bool batching() const { return ring_.ok(); }
 
   /// Watches socket `fd` until it is closed; `input` must live as long. False if the kernel
   /// refused: the socket then reads through asio alone. Input already there is reported too.
@@ -77,12 +109,20 @@ class Readiness {
                                                          WatchedInput&,
                                                          boost::asio::mutable_buffer);
   friend boost::asio::awaitable<bool> wait_watched(WatchedInput&, std::chrono::milliseconds);
+  friend boost::asio::awaitable<ReadResult> send_watched(boost::asio::ip::tcp::socket&,
+                                                         WatchedInput&, boost::asio::const_buffer);
+  friend void cancel_watched(WatchedInput&);
   /// A read on `input`'s drained socket is about to wait on `input.wait` until the socket has
-  /// input or an error, or until `until`.
-  void park(WatchedInput& input, boost::asio::steady_timer::time_point until =
-                                     boost::asio::steady_timer::time_point::max());
-  /// After that wait: success if the socket has input, operation_aborted if cancelled.
-  boost::system::error_code unpark(WatchedInput& input);
+  /// input or an error, or until `until`. When batching, the set reads into `into` for it.
+  void park(WatchedInput& input, boost::asio::steady_timer::time_point until,
+            boost::asio::mutable_buffer into = {});
+  /// After that wait: success if the socket has input, operation_aborted if cancelled; `got`
+  /// is what the set read for it (WatchedInput::kNothing: nothing, the reader reads).
+  boost::system::error_code unpark(WatchedInput& input, int& got);
+  /// A send waits on `input.send_wait` until flush() at the end of the round.
+  void queue_send(WatchedInput& input, boost::asio::const_buffer out);
+  void unqueue_send(WatchedInput& input);
+  void flush();
   void arm();
   void collect();
 
@@ -90,6 +130,9 @@ class Readiness {
   bool armed_ = false;
   size_t waiting_ = 0;    // parked reads
   size_t reporting_ = 0;  // inputs whose end is reported
+  Ring ring_;
+  std::vector<WatchedInput*> sending_;  // queued sends, for flush()
+  std::shared_ptr<bool> alive_;         // tells a posted flush() whether the set is still there
 };
 
 }  // namespace kedge

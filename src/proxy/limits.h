@@ -21,6 +21,7 @@ struct Limits {
   Millis upstream_idle_timeout{60'000};     // --upstream-keepalive-timeout
   size_t upstream_idle_per_endpoint = 320;  // --upstream-keepalive-connections, as ingress-nginx
   int64_t max_connections = 16384;          // --max-connections, per worker
+  bool io_uring = true;                     // --io-uring: batch a round's socket calls
   int max_attempts = 3;                     // tries on other endpoints for safe failures
   int eject_after_failures = 3;             // failures in a row that eject an endpoint
   Millis eject_base{1'000};                 // first ejection time; doubles up to eject_max

@@ -27,7 +27,7 @@ struct WorkerContext {
       : limits(l),
         client_limiter(client_limiter),
         deadlines(executor),
-        readiness(executor),
+        readiness(executor, l.io_uring),
         upstreams(l),
         rng(std::random_device{}()) {}
 

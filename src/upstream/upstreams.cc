@@ -1,7 +1,5 @@
 #include "upstream/upstreams.h"
 
-#include "common/send_now.h"
-
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -29,20 +27,12 @@ asio::awaitable<Connection::IoResult> Connection::read_some(asio::mutable_buffer
 
 void Connection::cancel() { cancel_read(socket, input); }
 
-Connection::IoResult Connection::send_now(asio::const_buffer buffer) {
-  if (tls) return IoResult{boost::system::error_code(), 0};
-  return kedge::send_now(socket.native_handle(), buffer);
-}
-
 asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
   if (tls) co_return co_await asio::async_write(*tls, buffer, asio::as_tuple(asio::use_awaitable));
-  // Sent here, the request goes on without a round through the reactor (asio's write would
-  // queue its completion and resume from there). Only what the socket does not take waits.
-  auto [ec, done] = send_now(buffer);
-  if (ec || done == buffer.size()) co_return IoResult{ec, done};
-  auto [wec, n] =
-      co_await asio::async_write(socket, buffer + done, asio::as_tuple(asio::use_awaitable));
-  co_return IoResult{wec, done + n};
+  // Sent without a round through the reactor (asio's write would queue its completion and
+  // resume from there), with the round's other sends when batched. Only what the socket does
+  // not take waits.
+  co_return co_await send_watched(socket, input, buffer);
 }
 
 Upstreams::Upstreams(const proxy::Limits& limits) : limits_(limits), rng_(std::random_device{}()) {}

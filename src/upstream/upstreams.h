@@ -37,9 +37,6 @@ struct Connection {
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer);
   /// Writes all of `buffer`.
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer);
-  /// As much of `buffer` as a plain socket takes now, without waiting (none over TLS): a
-  /// request nearly always fits, and then the caller goes on without a coroutine of its own.
-  IoResult send_now(boost::asio::const_buffer buffer);
   /// Ends the operations in progress (they complete with operation_aborted).
   void cancel();
 

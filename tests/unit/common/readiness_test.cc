@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -21,10 +22,12 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 
-/// A connected pair over loopback: `socket_` is the watched side, `peer_` the other.
-class ReadinessTest : public ::testing::Test {
+/// A connected pair over loopback: `socket_` is the watched side, `peer_` the other. Each test
+/// runs with the set's reads and sends batched through io_uring (true) and one by one (false).
+class ReadinessTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
+    if (GetParam() && !readiness_.batching()) GTEST_SKIP() << "the kernel refuses io_uring here";
     tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     socket_.connect(acceptor.local_endpoint());
     peer_ = acceptor.accept();
@@ -54,14 +57,37 @@ class ReadinessTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  /// Sends once through send_watched(), running the loop for at most 2 s.
+  std::optional<std::pair<boost::system::error_code, size_t>> send(const std::string& bytes) {
+    std::optional<std::pair<boost::system::error_code, size_t>> out;
+    asio::co_spawn(
+        ioc_,
+        [&]() -> asio::awaitable<void> {
+          auto [ec, n] = co_await send_watched(socket_, input_, asio::buffer(bytes));
+          out.emplace(ec, n);
+        },
+        asio::detached);
+    ioc_.restart();
+    ioc_.run_for(2000ms);
+    return out;
+  }
+
+  /// What the peer has received so far.
+  std::string received() {
+    std::this_thread::sleep_for(20ms);
+    std::string out(peer_.available(), '\0');
+    if (!out.empty()) asio::read(peer_, asio::buffer(out));
+    return out;
+  }
+
   asio::io_context ioc_;
-  Readiness readiness_{ioc_.get_executor()};
+  Readiness readiness_{ioc_.get_executor(), GetParam()};
   tcp::socket socket_{ioc_};
   WatchedInput input_{ioc_.get_executor()};
   tcp::socket peer_{ioc_};
 };
 
-TEST_F(ReadinessTest, DataAndCloseTogetherEndTheStreamWithoutAnotherReport) {
+TEST_P(ReadinessTest, DataAndCloseTogetherEndTheStreamWithoutAnotherReport) {
   // The data and the FIN arrive while the socket is drained: one report announces both, so
   // after the data a read must find the end rather than wait for a report that never comes.
   asio::write(peer_, asio::buffer(std::string("a")));
@@ -79,7 +105,7 @@ TEST_F(ReadinessTest, DataAndCloseTogetherEndTheStreamWithoutAnotherReport) {
   EXPECT_EQ(second->first, asio::error::eof);
 }
 
-TEST_F(ReadinessTest, DrainedSocketWaitsForInputThenReadsIt) {
+TEST_P(ReadinessTest, DrainedSocketWaitsForInputThenReadsIt) {
   asio::write(peer_, asio::buffer(std::string("first")));
   auto first = read(4096);
   ASSERT_TRUE(first);
@@ -109,7 +135,7 @@ TEST_F(ReadinessTest, DrainedSocketWaitsForInputThenReadsIt) {
   EXPECT_EQ(*got, "second");
 }
 
-TEST_F(ReadinessTest, FullBufferReadsOnWithoutWaiting) {
+TEST_P(ReadinessTest, FullBufferReadsOnWithoutWaiting) {
   asio::write(peer_, asio::buffer(std::string(10, 'x')));
   std::this_thread::sleep_for(20ms);
   auto first = read(4);
@@ -124,7 +150,7 @@ TEST_F(ReadinessTest, FullBufferReadsOnWithoutWaiting) {
   EXPECT_EQ(third->second, "xx");
 }
 
-TEST_F(ReadinessTest, CancelEndsAWaitingRead) {
+TEST_P(ReadinessTest, CancelEndsAWaitingRead) {
   asio::write(peer_, asio::buffer(std::string("a")));
   ASSERT_TRUE(read(4096));  // drained now
   asio::steady_timer later(ioc_);
@@ -140,7 +166,7 @@ TEST_F(ReadinessTest, CancelEndsAWaitingRead) {
   EXPECT_EQ(after->second, "b");
 }
 
-TEST_F(ReadinessTest, ResetWakesAWaitingRead) {
+TEST_P(ReadinessTest, ResetWakesAWaitingRead) {
   asio::write(peer_, asio::buffer(std::string("a")));
   ASSERT_TRUE(read(4096));
   asio::steady_timer later(ioc_);
@@ -154,7 +180,7 @@ TEST_F(ReadinessTest, ResetWakesAWaitingRead) {
   EXPECT_TRUE(r->first);
 }
 
-TEST_F(ReadinessTest, PeerEndWhileNoReadWaitsIsReportedOnce) {
+TEST_P(ReadinessTest, PeerEndWhileNoReadWaitsIsReportedOnce) {
   int ended = 0;
   readiness_.report_end(
       input_, [](void* arg) { ++*static_cast<int*>(arg); }, &ended);
@@ -179,7 +205,7 @@ TEST_F(ReadinessTest, PeerEndWhileNoReadWaitsIsReportedOnce) {
   EXPECT_EQ(second->first, asio::error::eof);
 }
 
-TEST_F(ReadinessTest, StoppedReportsCallNothing) {
+TEST_P(ReadinessTest, StoppedReportsCallNothing) {
   // A second watched socket whose end is reported keeps the set armed.
   tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::socket other(ioc_);
@@ -201,6 +227,79 @@ TEST_F(ReadinessTest, StoppedReportsCallNothing) {
   ioc_.run_for(100ms);
   EXPECT_EQ(other_ended, 1);
 }
+
+TEST_P(ReadinessTest, SendsGoOutWholeAndInOrder) {
+  EXPECT_EQ(readiness_.batching(), GetParam());
+  auto first = send("GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(first) << "the send never completed";
+  EXPECT_FALSE(first->first);
+  EXPECT_EQ(first->second, 18u);
+  auto second = send(std::string(100'000, 'b'));  // more than one batch of the socket may take
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->first);
+  EXPECT_EQ(second->second, 100'000u);
+  std::string got;
+  while (got.size() < 18 + 100'000) {
+    std::string more(65536, '\0');
+    more.resize(peer_.read_some(asio::buffer(more)));
+    got += more;
+  }
+  EXPECT_EQ(got, "GET / HTTP/1.1\r\n\r\n" + std::string(100'000, 'b'));
+}
+
+TEST_P(ReadinessTest, SendCancelledBeforeTheRoundEndsSendsNothingAndSaysSo) {
+  // A first send completes, so a stale result is there to be mistaken for the next one's.
+  ASSERT_TRUE(send("one"));
+  ASSERT_EQ(received(), "one");
+  std::optional<boost::system::error_code> result;
+  bool was_queued = false;
+  const std::string two = "two";
+  // Both coroutines start after the same number of steps: the send is queued, then cancelled
+  // before the round ends (when batched), as by a deadline or a client that leaves.
+  asio::co_spawn(
+      ioc_,
+      [&]() -> asio::awaitable<void> {
+        auto [ec, n] = co_await send_watched(socket_, input_, asio::buffer(two));
+        result = ec;
+      },
+      asio::detached);
+  asio::co_spawn(
+      ioc_,
+      [&]() -> asio::awaitable<void> {
+        was_queued = input_.sending;
+        cancel_watched(input_);
+        co_return;
+      },
+      asio::detached);
+  ioc_.restart();
+  ioc_.run_for(500ms);
+  ASSERT_TRUE(result) << "the cancelled send never completed";
+  if (GetParam()) {
+    ASSERT_TRUE(was_queued) << "the cancel came after the round's end: nothing was tested";
+    EXPECT_EQ(*result, asio::error::operation_aborted);
+    EXPECT_EQ(received(), "");
+  } else {  // sent at once, before the cancel
+    EXPECT_FALSE(*result);
+    EXPECT_EQ(received(), "two");
+  }
+  // The socket still sends afterwards.
+  auto after = send("three");
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(after->first);
+  EXPECT_EQ(received(), "three");
+}
+
+TEST_P(ReadinessTest, SendToAPeerThatResetReportsTheError) {
+  peer_.set_option(asio::socket_base::linger(true, 0));
+  peer_.close();
+  std::this_thread::sleep_for(20ms);
+  auto r = send("late");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->first) << "a send to a reset connection reported success";
+}
+
+INSTANTIATE_TEST_SUITE_P(Batched, ReadinessTest, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "IoUring" : "OneByOne"; });
 
 TEST(ReadinessWait, FreshSocketReportsInputAlreadyThereAndTimesOutWithoutIt) {
   asio::io_context ioc;
