@@ -94,6 +94,8 @@ class Readiness {
   Readiness& operator=(const Readiness&) = delete;
 
   bool batching() const { return ring_.ok(); }
+  /// Why the kernel refused io_uring (an errno), 0 if it did not or it was not asked for.
+  int batching_refused() const { return ring_.refused(); }
 
   /// Watches socket `fd` until it is closed; `input` must live as long. False if the kernel
   /// refused: the socket then reads through asio alone. Input already there is reported too.

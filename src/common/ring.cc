@@ -15,7 +15,9 @@ Ring::Ring(bool enable) {
   // fails does not stop the ones queued behind it. (Not IORING_SETUP_SINGLE_ISSUER: a worker's
   // ring is made before its thread starts.)
   unsigned flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
-  ok_ = io_uring_queue_init(kEntries, &ring_, flags) == 0;
+  int rc = io_uring_queue_init(kEntries, &ring_, flags);
+  ok_ = rc == 0;
+  refused_ = -rc;
 }
 
 Ring::~Ring() {

@@ -25,6 +25,8 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
 
   bool ok() const { return ok_; }
+  /// Why the kernel refused the ring (an errno), 0 if it did not or none was asked for.
+  int refused() const { return refused_; }
   bool empty() const { return queued_ == 0; }
   /// Queue a send (MSG_DONTWAIT | MSG_NOSIGNAL) or a receive (MSG_DONTWAIT) on socket `fd`;
   /// `tag` comes back with its result. False when the ring is full or not ok(): the caller then
@@ -60,6 +62,7 @@ class Ring {
 
   io_uring ring_{};
   bool ok_ = false;
+  int refused_ = 0;
   unsigned queued_ = 0;
   void* tags_[kEntries];  // of the queued operations, for a failure no call should meet
 };

@@ -374,6 +374,11 @@ int run_serve(const ServeOptions& flags) {
                  http_endpoint.port(),
                  https ? fmt::format(", https on {}:{}", https_host, https_endpoint.port()) : "",
                  n_workers, admin_host, admin->port());
+    if (workers.front()->batching())
+      spdlog::info("socket calls: each round of a worker's loop batched through io_uring");
+    else if (int refused = workers.front()->batching_refused())
+      spdlog::warn("socket calls: the kernel refused io_uring ({}); one system call each",
+                   std::strerror(refused));
   }
 
   std::thread control_thread([&controller] {

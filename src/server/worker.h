@@ -40,6 +40,9 @@ class Worker {
   void publish(model::SnapshotConstPtr snapshot);
   /// A copy of the counters, taken on the worker's thread.
   std::future<proxy::Stats> stats();
+  /// See Readiness::batching() and batching_refused().
+  bool batching() const { return ctx_.readiness.batching(); }
+  int batching_refused() const { return ctx_.readiness.batching_refused(); }
   /// Stops accepting and lets requests in flight finish; the loop ends after `grace`.
   void drain(std::chrono::milliseconds grace);
   void join();

@@ -355,3 +355,52 @@ def test_concurrent_clients_get_their_own_answers(proxy):
         t.join(timeout(60))
     assert errors == [], errors[:5]
     assert sorted(done) == list(range(20))
+
+
+@pytest.mark.parametrize("uring", ["true", "false"])
+def test_batched_and_unbatched_socket_calls_serve_alike(env, uring):
+    """With --io-uring (the default) a worker batches each round's sends and receives; without
+    it, or where the kernel refuses io_uring, it makes them one by one. Both serve the same:
+    many keep-alive clients at once, bodies larger than a socket takes in one send both ways."""
+    import threading
+    e = env.echo("both")
+    env.write("apps.yaml", service("both"), endpoint_slice("both", e.port, [e.endpoint()]))
+    env.write("ingress.yaml", ingress("both", [("both.test", [path_rule("/", "both")])]))
+    k = env.kedge("--io-uring", uring, "--max-body-bytes", "0", workers=1)
+    log = k.proc.log_path.read_text(errors="replace")
+    batched = "batched through io_uring" in log
+    if uring == "false":
+        assert not batched and "refused io_uring" not in log, log
+    else:
+        assert batched or "refused io_uring" in log, log
+    body = hashlib.sha256(b"both").digest() * 20000  # 640 KB
+    digest = hashlib.sha256(body).hexdigest()
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        c = k.connection()
+        try:
+            for i in range(20):
+                path = f"/u{n}/r{i}"
+                if i % 5 == 4:
+                    r = k.request("both.test", path, method="POST", body=body, conn=c)
+                    ok = r.status == 200 and r.json()["body_sha256"] == digest
+                elif i % 5 == 3:
+                    r = k.request("both.test", f"{path}?bytes=300000", conn=c)
+                    ok = r.status == 200 and len(r.body) == 300000
+                else:
+                    r = k.request("both.test", path, conn=c)
+                    ok = r.status == 200 and r.json()["path"] == path
+                if not ok:
+                    errors.append(f"{path}: {r!r}")
+        except Exception as ex:  # noqa: BLE001
+            errors.append(f"client {n}: {ex!r}")
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout(60))
+    assert errors == [], errors[:5]
