@@ -22,7 +22,7 @@ import bench as b  # noqa: E402
 
 SYSCALLS = ["epoll_wait", "recvfrom", "sendto", "read", "write", "readv", "writev", "sendmsg",
             "recvmsg", "epoll_ctl", "setsockopt", "sendfile64", "connect", "accept4", "close",
-            "timerfd_settime", "futex"]
+            "timerfd_settime", "futex", "io_uring_enter"]
 
 
 def switches(root):
