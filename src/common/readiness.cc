@@ -28,42 +28,42 @@ int make_set() {
 
 /// A recv of `size` bytes that returned `n` (or -errno), as asio reports a read; would_block
 /// when there was nothing to read. Marks the socket drained after a short read or that.
-ReadResult take(WatchedInput& input, ssize_t n, size_t size) {
+IoResult take(WatchedInput& input, ssize_t n, size_t size) {
   if (n > 0) {
     // A short read emptied the socket: what arrives next is reported to the set. Not the end
     // of the stream, though: no report follows the one that announced it.
     if (static_cast<size_t>(n) < size && !input.ended) input.has_input = false;
-    return ReadResult{boost::system::error_code(), static_cast<size_t>(n)};
+    return IoResult{boost::system::error_code(), static_cast<size_t>(n)};
   }
-  if (n == 0) return ReadResult{asio::error::eof, 0};
+  if (n == 0) return IoResult{asio::error::eof, 0};
   if (n == -EAGAIN) {
     input.has_input = false;
-    return ReadResult{asio::error::would_block, 0};
+    return IoResult{asio::error::would_block, 0};
   }
-  return ReadResult{
-      boost::system::error_code(static_cast<int>(-n), boost::system::system_category()), 0};
+  return IoResult{boost::system::error_code(static_cast<int>(-n), boost::system::system_category()),
+                  0};
 }
 
 }  // namespace
 
-asio::awaitable<ReadResult> read_watched(asio::ip::tcp::socket& socket, WatchedInput& input,
-                                         asio::mutable_buffer buffer) {
+asio::awaitable<IoResult> read_watched(asio::ip::tcp::socket& socket, WatchedInput& input,
+                                       asio::mutable_buffer buffer) {
   constexpr auto t = asio::as_tuple(asio::use_awaitable);
   if (!input.readiness || buffer.size() == 0) co_return co_await socket.async_read_some(buffer, t);
   while (true) {
     if (input.has_input) {
       ssize_t n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
-      ReadResult r = take(input, n < 0 ? -errno : n, buffer.size());
+      IoResult r = take(input, n < 0 ? -errno : n, buffer.size());
       if (std::get<0>(r) != asio::error::would_block) co_return r;
     }
     input.readiness->park(input, asio::steady_timer::time_point::max(), buffer);
     co_await input.wait.async_wait(t);
     int got;
     if (boost::system::error_code ec = input.readiness->unpark(input, got))
-      co_return ReadResult{ec, 0};
+      co_return IoResult{ec, 0};
     if (got == WatchedInput::kNothing) continue;
-    ReadResult r = take(input, got, buffer.size());
+    IoResult r = take(input, got, buffer.size());
     if (std::get<0>(r) != asio::error::would_block) co_return r;
   }
 }
@@ -76,30 +76,30 @@ asio::awaitable<bool> wait_watched(WatchedInput& input, std::chrono::millisecond
   co_return !input.readiness->unpark(input, got);
 }
 
-asio::awaitable<ReadResult> send_watched(asio::ip::tcp::socket& socket, WatchedInput& input,
-                                         asio::const_buffer buffer) {
+asio::awaitable<IoResult> send_watched(asio::ip::tcp::socket& socket, WatchedInput& input,
+                                       asio::const_buffer buffer) {
   constexpr auto t = asio::as_tuple(asio::use_awaitable);
   size_t done = 0;
-  if (input.readiness && input.readiness->batching() && buffer.size() > 0) {
+  if (input.readiness && input.readiness->batch_sends_ && buffer.size() > 0) {
     input.readiness->queue_send(input, buffer);
     co_await input.send_wait.async_wait(t);
     const int sent = std::exchange(input.sent, WatchedInput::kNothing);
     if (sent == WatchedInput::kNothing) {  // cancelled before the round's end: nothing went
       if (input.sending) input.readiness->unqueue_send(input);
-      co_return ReadResult{asio::error::operation_aborted, 0};
+      co_return IoResult{asio::error::operation_aborted, 0};
     }
     if (sent >= 0)
       done = static_cast<size_t>(sent);
     else if (sent != -EAGAIN)
-      co_return ReadResult{boost::system::error_code(-sent, boost::system::system_category()), 0};
+      co_return IoResult{boost::system::error_code(-sent, boost::system::system_category()), 0};
   } else {
     auto [ec, n] = send_now(socket.native_handle(), buffer);
-    if (ec) co_return ReadResult{ec, n};
+    if (ec) co_return IoResult{ec, n};
     done = n;
   }
-  if (done == buffer.size()) co_return ReadResult{boost::system::error_code(), done};
+  if (done == buffer.size()) co_return IoResult{boost::system::error_code(), done};
   auto [ec, n] = co_await asio::async_write(socket, buffer + done, t);
-  co_return ReadResult{ec, done + n};
+  co_return IoResult{ec, done + n};
 }
 
 void cancel_read(asio::ip::tcp::socket& socket, WatchedInput& input) {
@@ -214,11 +214,13 @@ void Readiness::arm() {
 
 void Readiness::collect() {
   std::array<epoll_event, 64> events;
+  std::array<WatchedInput*, 64> woken;
   std::array<std::pair<void (*)(void*), void*>, 64> ends;
+  size_t reads = 0;
   int n;
   do {
     n = ::epoll_wait(set_.native_handle(), events.data(), static_cast<int>(events.size()), 0);
-    size_t ended = 0;
+    size_t awoken = 0, ended = 0;
     for (int i = 0; i < n; ++i) {
       // A closed socket has left the set, so every pointer here is to a live input.
       const epoll_event& e = events[static_cast<size_t>(i)];
@@ -228,14 +230,20 @@ void Readiness::collect() {
       if (input.awaiting) {
         input.awaiting = false;
         --waiting_;
-        // Batching, the read gets its bytes with the others' in one call below.
-        if (input.into.size() == 0 ||
-            !ring_.recv(input.fd, input.into.data(), input.into.size(), &input))
-          input.wait.cancel();
+        woken[awoken++] = &input;
       } else if (input.ended && input.on_end) {
         ends[ended++] = std::pair(input.on_end, input.on_end_arg);
         stop_end_report(input);  // once
       }
+    }
+    // Two reads or more: they get their bytes in one call below. One alone reads by itself
+    // (a recv costs what the call would), and is spared the batch's steps.
+    reads += awoken;
+    for (size_t i = 0; i < awoken; ++i) {
+      WatchedInput& input = *woken[i];
+      if (awoken < 2 || input.into.size() == 0 ||
+          !ring_.recv(input.fd, input.into.data(), input.into.size(), &input))
+        input.wait.cancel();
     }
     ring_.submit([](void* tag, int result) {
       WatchedInput& input = *static_cast<WatchedInput*>(tag);
@@ -245,6 +253,8 @@ void Readiness::collect() {
     // After the reads: a report may end what owns another input, which one of them filled.
     for (size_t i = 0; i < ended; ++i) ends[i].first(ends[i].second);
   } while (n == static_cast<int>(events.size()) || (n < 0 && errno == EINTR));
+  // The sends of the round these reads start are worth a batch when there are several.
+  batch_sends_ = ring_.ok() && reads >= 2;
 }
 
 }  // namespace kedge

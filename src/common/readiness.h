@@ -48,24 +48,24 @@ struct WatchedInput {
   int sent = kNothing;            // what went: bytes, or -errno; kNothing: nothing yet
 };
 
-using ReadResult = std::tuple<boost::system::error_code, size_t>;
+using IoResult = std::tuple<boost::system::error_code, size_t>;
 
 /// One read of `socket` into `buffer`, as asio's async_read_some: through `input`'s set when
 /// the socket is watched, so that a drained socket waits for a report instead of trying a recv
 /// that would block. The wait ends early when cancel_read() is called (or the awaiting
 /// operation's cancellation slot fires), with operation_aborted.
-boost::asio::awaitable<ReadResult> read_watched(boost::asio::ip::tcp::socket& socket,
-                                                WatchedInput& input,
-                                                boost::asio::mutable_buffer buffer);
+boost::asio::awaitable<IoResult> read_watched(boost::asio::ip::tcp::socket& socket,
+                                              WatchedInput& input,
+                                              boost::asio::mutable_buffer buffer);
 /// Waits, reading nothing, until `input`'s (watched) socket has input or its peer's end (true),
 /// or for at most `timeout` (false; also when cancelled by cancel_read()).
 boost::asio::awaitable<bool> wait_watched(WatchedInput& input, std::chrono::milliseconds timeout);
 /// One send of `buffer` on `socket`, as asio's async_write: with the round's other sends in one
 /// system call when `input`'s set batches them, else at once; what the socket does not take
 /// then goes through asio. Ends early when cancel_read() is called, with operation_aborted.
-boost::asio::awaitable<ReadResult> send_watched(boost::asio::ip::tcp::socket& socket,
-                                                WatchedInput& input,
-                                                boost::asio::const_buffer buffer);
+boost::asio::awaitable<IoResult> send_watched(boost::asio::ip::tcp::socket& socket,
+                                              WatchedInput& input,
+                                              boost::asio::const_buffer buffer);
 /// Ends a read of `socket`, and a send, in progress in asio or parked on `input`.
 void cancel_read(boost::asio::ip::tcp::socket& socket, WatchedInput& input);
 /// The same for a socket whose asio operations are cancelled by its owner.
@@ -107,12 +107,11 @@ class Readiness {
   void stop_end_report(WatchedInput& input);
 
  private:
-  friend boost::asio::awaitable<ReadResult> read_watched(boost::asio::ip::tcp::socket&,
-                                                         WatchedInput&,
-                                                         boost::asio::mutable_buffer);
+  friend boost::asio::awaitable<IoResult> read_watched(boost::asio::ip::tcp::socket&, WatchedInput&,
+                                                       boost::asio::mutable_buffer);
   friend boost::asio::awaitable<bool> wait_watched(WatchedInput&, std::chrono::milliseconds);
-  friend boost::asio::awaitable<ReadResult> send_watched(boost::asio::ip::tcp::socket&,
-                                                         WatchedInput&, boost::asio::const_buffer);
+  friend boost::asio::awaitable<IoResult> send_watched(boost::asio::ip::tcp::socket&, WatchedInput&,
+                                                       boost::asio::const_buffer);
   friend void cancel_watched(WatchedInput&);
   /// A read on `input`'s drained socket is about to wait on `input.wait` until the socket has
   /// input or an error, or until `until`. When batching, the set reads into `into` for it.
@@ -133,6 +132,7 @@ class Readiness {
   size_t waiting_ = 0;    // parked reads
   size_t reporting_ = 0;  // inputs whose end is reported
   Ring ring_;
+  bool batch_sends_ = false;  // the last round woke several reads: their sends go together
   std::vector<WatchedInput*> sending_;  // queued sends, for flush()
   std::shared_ptr<bool> alive_;         // tells a posted flush() whether the set is still there
 };

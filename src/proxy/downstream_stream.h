@@ -27,7 +27,7 @@ namespace kedge::proxy {
 class DownstreamStream {
  public:
   using Tls = tls::Stream;
-  using IoResult = std::tuple<boost::system::error_code, size_t>;
+  using IoResult = kedge::IoResult;
 
   DownstreamStream(boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint peer)
       : plain_(std::move(socket)), peer_(std::move(peer)) {}

@@ -31,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 /// at a time.
 struct Connection {
   using Tls = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
-  using IoResult = std::tuple<boost::system::error_code, size_t>;
+  using IoResult = kedge::IoResult;
   Connection(boost::asio::any_io_executor ex, model::UpstreamProtocol p)
       : socket(ex), input(ex), in(16 * 1024), protocol(p) {}
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer);

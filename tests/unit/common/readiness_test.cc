@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -247,32 +248,113 @@ TEST_P(ReadinessTest, SendsGoOutWholeAndInOrder) {
   EXPECT_EQ(got, "GET / HTTP/1.1\r\n\r\n" + std::string(100'000, 'b'));
 }
 
-TEST_P(ReadinessTest, SendCancelledBeforeTheRoundEndsSendsNothingAndSaysSo) {
+/// A second watched pair beside the fixture's, and a round of the set that wakes a read on
+/// each: what a busy worker's round looks like. `after_first` runs in the first read's
+/// coroutine once it has read, then `after_second` in the second's.
+class ReadinessRoundTest : public ReadinessTest {
+ protected:
+  void SetUp() override {
+    ReadinessTest::SetUp();
+    if (IsSkipped()) return;
+    tcp::acceptor acceptor(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    socket2_.connect(acceptor.local_endpoint());
+    peer2_ = acceptor.accept();
+    ASSERT_TRUE(readiness_.watch(socket2_.native_handle(), input2_));
+    // Drain both, so that the next reads park in the set.
+    asio::write(peer_, asio::buffer(std::string("a")));
+    asio::write(peer2_, asio::buffer(std::string("a")));
+    ASSERT_TRUE(read(16));
+    char b[16];
+    EXPECT_EQ(socket2_.read_some(asio::buffer(b)), 1u);
+    input2_.has_input = false;
+  }
+
+  void round(std::function<asio::awaitable<void>()> after_first,
+             std::function<asio::awaitable<void>()> after_second) {
+    std::string buf1(64, '\0'), buf2(64, '\0');
+    int reads = 0;
+    asio::co_spawn(
+        ioc_,
+        [&]() -> asio::awaitable<void> {
+          auto [ec, n] = co_await read_watched(socket_, input_, asio::buffer(buf1));
+          EXPECT_FALSE(ec);
+          ++reads;
+          co_await after_first();
+        },
+        asio::detached);
+    asio::co_spawn(
+        ioc_,
+        [&]() -> asio::awaitable<void> {
+          auto [ec, n] = co_await read_watched(socket2_, input2_, asio::buffer(buf2));
+          EXPECT_FALSE(ec);
+          ++reads;
+          co_await after_second();
+        },
+        asio::detached);
+    ioc_.restart();
+    ioc_.run_for(100ms);  // both reads park
+    asio::write(peer_, asio::buffer(std::string("request 1")));
+    asio::write(peer2_, asio::buffer(std::string("request 2")));
+    std::this_thread::sleep_for(20ms);  // both arrive before the set looks
+    ioc_.restart();
+    ioc_.run_for(500ms);
+    EXPECT_EQ(reads, 2);
+  }
+
+  tcp::socket socket2_{ioc_};
+  WatchedInput input2_{ioc_.get_executor()};
+  tcp::socket peer2_{ioc_};
+};
+
+TEST_P(ReadinessRoundTest, SendsOfARoundThatWokeSeveralReadsGoOutTogether) {
+  std::optional<boost::system::error_code> sent1, sent2;
+  bool queued_together = false;
+  const std::string reply1 = "reply 1", reply2 = "reply 2";
+  round(
+      [&]() -> asio::awaitable<void> {
+        auto [ec, n] = co_await send_watched(socket_, input_, asio::buffer(reply1));
+        sent1 = ec;
+      },
+      [&]() -> asio::awaitable<void> {
+        queued_together = input_.sending;  // the first reply waits for the round's end
+        auto [ec, n] = co_await send_watched(socket2_, input2_, asio::buffer(reply2));
+        sent2 = ec;
+      });
+  ASSERT_TRUE(sent1 && sent2);
+  EXPECT_FALSE(*sent1);
+  EXPECT_FALSE(*sent2);
+  EXPECT_EQ(queued_together, GetParam()) << "batched sends went one by one, or the reverse";
+  EXPECT_EQ(received(), reply1);
+  std::this_thread::sleep_for(20ms);
+  std::string got2(peer2_.available(), '\0');
+  asio::read(peer2_, asio::buffer(got2));
+  EXPECT_EQ(got2, reply2);
+  // Outside such a round a send goes at once, as it does one by one.
+  auto alone = send("alone");
+  ASSERT_TRUE(alone);
+  EXPECT_FALSE(alone->first);
+  EXPECT_EQ(received(), "alone");
+}
+
+TEST_P(ReadinessRoundTest, SendCancelledBeforeTheRoundEndsSendsNothingAndSaysSo) {
   // A first send completes, so a stale result is there to be mistaken for the next one's.
   ASSERT_TRUE(send("one"));
   ASSERT_EQ(received(), "one");
   std::optional<boost::system::error_code> result;
   bool was_queued = false;
   const std::string two = "two";
-  // Both coroutines start after the same number of steps: the send is queued, then cancelled
-  // before the round ends (when batched), as by a deadline or a client that leaves.
-  asio::co_spawn(
-      ioc_,
+  // The first coroutine's send is queued, then the second cancels it before the round ends,
+  // as a deadline or a client that leaves does.
+  round(
       [&]() -> asio::awaitable<void> {
         auto [ec, n] = co_await send_watched(socket_, input_, asio::buffer(two));
         result = ec;
       },
-      asio::detached);
-  asio::co_spawn(
-      ioc_,
       [&]() -> asio::awaitable<void> {
         was_queued = input_.sending;
         cancel_watched(input_);
         co_return;
-      },
-      asio::detached);
-  ioc_.restart();
-  ioc_.run_for(500ms);
+      });
   ASSERT_TRUE(result) << "the cancelled send never completed";
   if (GetParam()) {
     ASSERT_TRUE(was_queued) << "the cancel came after the round's end: nothing was tested";
@@ -299,6 +381,8 @@ TEST_P(ReadinessTest, SendToAPeerThatResetReportsTheError) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Batched, ReadinessTest, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "IoUring" : "OneByOne"; });
+INSTANTIATE_TEST_SUITE_P(Batched, ReadinessRoundTest, ::testing::Bool(),
                          [](const auto& p) { return p.param ? "IoUring" : "OneByOne"; });
 
 TEST(ReadinessWait, FreshSocketReportsInputAlreadyThereAndTimesOutWithoutIt) {
