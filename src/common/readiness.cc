@@ -80,7 +80,7 @@ asio::awaitable<IoResult> send_watched(asio::ip::tcp::socket& socket, WatchedInp
                                        asio::const_buffer buffer) {
   constexpr auto t = asio::as_tuple(asio::use_awaitable);
   size_t done = 0;
-  if (input.readiness && input.readiness->batch_sends_ && buffer.size() > 0) {
+  if (sends_batched(input) && buffer.size() > 0) {
     input.readiness->queue_send(input, buffer);
     co_await input.send_wait.async_wait(t);
     const int sent = std::exchange(input.sent, WatchedInput::kNothing);

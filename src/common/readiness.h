@@ -66,6 +66,9 @@ boost::asio::awaitable<bool> wait_watched(WatchedInput& input, std::chrono::mill
 boost::asio::awaitable<IoResult> send_watched(boost::asio::ip::tcp::socket& socket,
                                               WatchedInput& input,
                                               boost::asio::const_buffer buffer);
+/// Whether send_watched() on `input` would wait for the round's batch now; if not, a caller
+/// may send at once with send_now() and call send_watched() only for what is left.
+inline bool sends_batched(const WatchedInput& input);
 /// Ends a read of `socket`, and a send, in progress in asio or parked on `input`.
 void cancel_read(boost::asio::ip::tcp::socket& socket, WatchedInput& input);
 /// The same for a socket whose asio operations are cancelled by its owner.
@@ -94,6 +97,8 @@ class Readiness {
   Readiness& operator=(const Readiness&) = delete;
 
   bool batching() const { return ring_.ok(); }
+  /// The last round woke several reads: the sends they lead to go out together.
+  bool batching_sends() const { return batch_sends_; }
   /// Why the kernel refused io_uring (an errno), 0 if it did not or it was not asked for.
   int batching_refused() const { return ring_.refused(); }
 
@@ -136,5 +141,9 @@ class Readiness {
   std::vector<WatchedInput*> sending_;  // queued sends, for flush()
   std::shared_ptr<bool> alive_;         // tells a posted flush() whether the set is still there
 };
+
+inline bool sends_batched(const WatchedInput& input) {
+  return input.readiness && input.readiness->batching_sends();
+}
 
 }  // namespace kedge

@@ -94,7 +94,7 @@ class DownstreamStream {
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer) {
     constexpr auto t = boost::asio::as_tuple(boost::asio::use_awaitable);
     if (tls_) co_return co_await tls_->write(buffer);
-    if (input_) co_return co_await send_watched(plain_, *input_, buffer);
+    if (input_ && sends_batched(*input_)) co_return co_await send_watched(plain_, *input_, buffer);
     auto [ec, done] = send_now(plain_.native_handle(), buffer);
     if (ec || done == buffer.size()) co_return IoResult{ec, done};
     auto [wec, n] = co_await boost::asio::async_write(plain_, buffer + done, t);

@@ -166,11 +166,17 @@ asio::awaitable<bool> UpstreamExchange::send_head(std::string_view head) {
 asio::awaitable<bool> UpstreamExchange::open(std::string_view head) {
   end_attempt();
   while (true) {
+    // Nearly always a pooled connection takes the whole head at once: then nothing here
+    // suspends, and no coroutine but this one runs (unless the head joins a round's batch).
     bool acquired = acquire_pooled();
     if (!acquired) acquired = co_await acquire();
     if (!acquired) break;
     deadline_.arm(Phase::UpstreamSend, send_timeout_);
-    auto [ec, n] = co_await conn_->write(asio::buffer(head));
+    auto [ec, n] = conn_->send_now(asio::buffer(head));
+    if (!ec && n < head.size()) {
+      auto [wec, wn] = co_await conn_->write(asio::buffer(head) + n);
+      ec = wec;
+    }
     if (!head_sent(ec)) continue;
     auto& response = conn_->response;
     if (response)

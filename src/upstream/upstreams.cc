@@ -1,5 +1,7 @@
 #include "upstream/upstreams.h"
 
+#include "common/send_now.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -26,6 +28,11 @@ asio::awaitable<Connection::IoResult> Connection::read_some(asio::mutable_buffer
 }
 
 void Connection::cancel() { cancel_read(socket, input); }
+
+Connection::IoResult Connection::send_now(asio::const_buffer buffer) {
+  if (tls || sends_batched(input)) return IoResult{boost::system::error_code(), 0};
+  return kedge::send_now(socket.native_handle(), buffer);
+}
 
 asio::awaitable<Connection::IoResult> Connection::write(asio::const_buffer buffer) {
   if (tls) co_return co_await asio::async_write(*tls, buffer, asio::as_tuple(asio::use_awaitable));

@@ -37,6 +37,10 @@ struct Connection {
   boost::asio::awaitable<IoResult> read_some(boost::asio::mutable_buffer buffer);
   /// Writes all of `buffer`.
   boost::asio::awaitable<IoResult> write(boost::asio::const_buffer buffer);
+  /// As much of `buffer` as a plain socket takes now, without waiting: a request nearly always
+  /// fits, and then the caller goes on without a coroutine of its own. Nothing over TLS, or
+  /// while the worker batches this round's sends (write() then joins the batch).
+  IoResult send_now(boost::asio::const_buffer buffer);
   /// Ends the operations in progress (they complete with operation_aborted).
   void cancel();
 
