@@ -84,9 +84,10 @@ void cancel_watched(WatchedInput& input);
 /// epoll_ctl per socket, and one epoll_wait per round of the worker's event loop, however many
 /// sockets it reports.
 ///
-/// With a Ring (io_uring), the set also batches: the reads it wakes get their bytes from one
-/// system call for all of them, and the sends of a round go out together at its end, so a
-/// round costs a fixed handful of system calls however many requests it serves.
+/// With a Ring (io_uring), the set also batches a round that wakes several reads: they get
+/// their bytes from one system call for all of them, and the sends they lead to go out
+/// together at the round's end, so a busy round costs a fixed handful of system calls however
+/// many requests it serves. A round of one read is made one call at a time, as without.
 /// Thread: owning worker only. Owner: the worker's context.
 class Readiness {
  public:
