@@ -25,7 +25,7 @@ class Readiness;
 /// where a send waits for the round's batch.
 /// Thread: owning worker only. Owner: whoever owns the socket, for as long as it is open.
 struct WatchedInput {
-  static constexpr int kNothing = INT_MIN;  // `got` when the set read nothing for the read
+  static constexpr int kNothing = INT_MIN;  // `got`, `sent`: no result (yet)
 
   explicit WatchedInput(const boost::asio::any_io_executor& executor)
       : wait(executor), send_wait(executor) {}
