@@ -328,31 +328,42 @@ def test_websocket_idle_tunnel_closed_after_read_timeout(env):
         ws.close()
 
 
-def test_concurrent_clients_get_their_own_answers(proxy):
-    """Many keep-alive clients at once: every answer belongs to its request."""
+def clients_at_once(k, clients: int, requests: int, one) -> tuple[list[str], list[int]]:
+    """`clients` keep-alive clients of kedge `k` at once, each on its own connection, each
+    calling `one(conn, client, i)` for i in range(requests); `one` returns what went wrong, or
+    None. Returns the problems and the clients that finished."""
     import threading
     errors: list[str] = []
-    done = []
+    done: list[int] = []
 
     def client(n: int) -> None:
-        c = proxy.connection()
+        c = k.connection()
         try:
-            for i in range(25):
-                path = f"/c{n}/r{i}?delay_ms={i % 3}"
-                r = proxy.request("conn.test", path, conn=c)
-                if r.status != 200 or r.json()["path"] != path:
-                    errors.append(f"{path}: {r!r}")
+            for i in range(requests):
+                if (problem := one(c, n, i)) is not None:
+                    errors.append(problem)
             done.append(n)
-        except Exception as e:  # noqa: BLE001
-            errors.append(f"client {n}: {e!r}")
+        except Exception as ex:  # noqa: BLE001
+            errors.append(f"client {n}: {ex!r}")
         finally:
             c.close()
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(20)]
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout(60))
+    return errors, done
+
+
+def test_concurrent_clients_get_their_own_answers(proxy):
+    """Many keep-alive clients at once: every answer belongs to its request."""
+    def one(c, n: int, i: int) -> str | None:
+        path = f"/c{n}/r{i}?delay_ms={i % 3}"
+        r = proxy.request("conn.test", path, conn=c)
+        return None if r.status == 200 and r.json()["path"] == path else f"{path}: {r!r}"
+
+    errors, done = clients_at_once(proxy, 20, 25, one)
     assert errors == [], errors[:5]
     assert sorted(done) == list(range(20))
 
@@ -362,7 +373,6 @@ def test_batched_and_unbatched_socket_calls_serve_alike(env, uring):
     """With --io-uring (the default) a worker batches each round's sends and receives; without
     it, or where the kernel refuses io_uring, it makes them one by one. Both serve the same:
     many keep-alive clients at once, bodies larger than a socket takes in one send both ways."""
-    import threading
     e = env.echo("both")
     env.write("apps.yaml", service("both"), endpoint_slice("both", e.port, [e.endpoint()]))
     env.write("ingress.yaml", ingress("both", [("both.test", [path_rule("/", "both")])]))
@@ -375,32 +385,19 @@ def test_batched_and_unbatched_socket_calls_serve_alike(env, uring):
         assert batched or "refused io_uring" in log, log
     body = hashlib.sha256(b"both").digest() * 20000  # 640 KB
     digest = hashlib.sha256(body).hexdigest()
-    errors: list[str] = []
 
-    def client(n: int) -> None:
-        c = k.connection()
-        try:
-            for i in range(20):
-                path = f"/u{n}/r{i}"
-                if i % 5 == 4:
-                    r = k.request("both.test", path, method="POST", body=body, conn=c)
-                    ok = r.status == 200 and r.json()["body_sha256"] == digest
-                elif i % 5 == 3:
-                    r = k.request("both.test", f"{path}?bytes=300000", conn=c)
-                    ok = r.status == 200 and len(r.body) == 300000
-                else:
-                    r = k.request("both.test", path, conn=c)
-                    ok = r.status == 200 and r.json()["path"] == path
-                if not ok:
-                    errors.append(f"{path}: {r!r}")
-        except Exception as ex:  # noqa: BLE001
-            errors.append(f"client {n}: {ex!r}")
-        finally:
-            c.close()
+    def one(c, n: int, i: int) -> str | None:
+        path = f"/u{n}/r{i}"
+        if i % 5 == 4:
+            r = k.request("both.test", path, method="POST", body=body, conn=c)
+            ok = r.status == 200 and r.json()["body_sha256"] == digest
+        elif i % 5 == 3:
+            r = k.request("both.test", f"{path}?bytes=300000", conn=c)
+            ok = r.status == 200 and len(r.body) == 300000
+        else:
+            r = k.request("both.test", path, conn=c)
+            ok = r.status == 200 and r.json()["path"] == path
+        return None if ok else f"{path}: {r!r}"
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout(60))
+    errors, _ = clients_at_once(k, 12, 20, one)
     assert errors == [], errors[:5]

@@ -273,24 +273,20 @@ class ReadinessRoundTest : public ReadinessTest {
              std::function<asio::awaitable<void>()> after_second) {
     std::string buf1(64, '\0'), buf2(64, '\0');
     int reads = 0;
-    asio::co_spawn(
-        ioc_,
-        [&]() -> asio::awaitable<void> {
-          auto [ec, n] = co_await read_watched(socket_, input_, asio::buffer(buf1));
-          EXPECT_FALSE(ec);
-          ++reads;
-          co_await after_first();
-        },
-        asio::detached);
-    asio::co_spawn(
-        ioc_,
-        [&]() -> asio::awaitable<void> {
-          auto [ec, n] = co_await read_watched(socket2_, input2_, asio::buffer(buf2));
-          EXPECT_FALSE(ec);
-          ++reads;
-          co_await after_second();
-        },
-        asio::detached);
+    auto read_then = [&](tcp::socket& socket, WatchedInput& input, std::string& buf,
+                         std::function<asio::awaitable<void>()>& after) {
+      asio::co_spawn(
+          ioc_,
+          [&]() -> asio::awaitable<void> {
+            auto [ec, n] = co_await read_watched(socket, input, asio::buffer(buf));
+            EXPECT_FALSE(ec);
+            ++reads;
+            co_await after();
+          },
+          asio::detached);
+    };
+    read_then(socket_, input_, buf1, after_first);
+    read_then(socket2_, input2_, buf2, after_second);
     ioc_.restart();
     ioc_.run_for(100ms);  // both reads park
     asio::write(peer_, asio::buffer(std::string("request 1")));
